@@ -1,0 +1,65 @@
+"""The labeled subset: drawn per class, seeded, written to WORKDIR/split.json, reused on resume."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+
+def draw_labeled(labels: np.ndarray, num_classes: int, *, seed: int,
+                 ratio: float | None = None, per_class: int | None = None) -> np.ndarray:
+  """Sorted dense indices of the labeled clips.
+
+  Per class c with n_c training clips: `max(1, floor(ratio * n_c))` clips, or
+  `min(per_class, n_c)`. Exactly one of `ratio` / `per_class` must be given. Every class must
+  have at least one training clip (otherwise no labeled clip can seed its cluster).
+  """
+  if (ratio is None) == (per_class is None):
+    raise ValueError("Set exactly one of data.labeled_ratio and data.labels_per_class "
+                     f"(got labeled_ratio={ratio}, labels_per_class={per_class}).")
+  if ratio is not None and not 0.0 < ratio <= 1.0:
+    raise ValueError(f"data.labeled_ratio={ratio} must be in (0, 1].")
+  if per_class is not None and per_class < 1:
+    raise ValueError(f"data.labels_per_class={per_class} must be at least 1.")
+  labels = np.asarray(labels)
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(f"Training labels span [{labels.min()}, {labels.max()}], outside "
+                     f"[0, {num_classes}): data.num_classes={num_classes} disagrees with the data.")
+  counts = np.bincount(labels, minlength=num_classes)
+  empty = np.flatnonzero(counts == 0)
+  if empty.size:
+    raise ValueError(f"Classes {empty.tolist()} have no training clips, so no labeled clip can "
+                     "seed their cluster; fix data.num_classes or the dataset.")
+  rng = np.random.default_rng([seed, 7])
+  chosen = []
+  for c in range(num_classes):
+    members = np.flatnonzero(labels == c)
+    k = max(1, int(np.floor(ratio * members.size))) if ratio is not None else min(per_class,
+                                                                                  members.size)
+    chosen.append(rng.choice(members, size=k, replace=False))
+  return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def load_or_create(workdir: str, labels: np.ndarray, num_classes: int, *, seed: int,
+                   ratio: float | None, per_class: int | None) -> np.ndarray:
+  """Draws the split, or reads WORKDIR/split.json and refuses if it disagrees with the config."""
+  labeled = draw_labeled(labels, num_classes, seed=seed, ratio=ratio, per_class=per_class)
+  path = os.path.join(workdir, "split.json")
+  record = {"labeled_ratio": ratio, "labels_per_class": per_class, "split_seed": seed,
+            "num_train": int(len(labels)), "labeled": labeled.tolist()}
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if saved != record:
+      raise ValueError(
+          f"{path} holds a different labeled split (labeled_ratio={saved.get('labeled_ratio')}, "
+          f"labels_per_class={saved.get('labels_per_class')}, split_seed={saved.get('split_seed')}, "
+          f"{len(saved.get('labeled', []))} clips) than this config asks for; resuming would mix "
+          "two experiments. Use a new --workdir, or restore the original config.")
+    return labeled
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(record, f)
+  os.replace(tmp, path)
+  return labeled

@@ -1,0 +1,68 @@
+"""WORKDIR/metrics.jsonl and TensorBoard events: one row per log event.
+
+Each row is `{"step", "round", "phase", <name>: value, ...}`. The number of rows written is
+stored in every checkpoint; a resumed run first cuts the file back to that many rows, so the
+file of a killed-and-resumed run equals the file of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import jax
+
+
+def _clean(v: Any) -> Any:
+  v = float(v)
+  return v if math.isfinite(v) else None
+
+
+class MetricWriter:
+  """Appends metric rows (process 0 only) and mirrors scalars to TensorBoard."""
+
+  def __init__(self, workdir: str, keep_rows: int = 0, tensorboard: bool = True):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = jax.process_index() == 0
+    self.rows = keep_rows
+    self._tb = None
+    if not self.enabled:
+      return
+    lines = []
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        lines = f.read().splitlines()[:keep_rows]
+    with open(self.path, "w") as f:
+      f.write("".join(line + "\n" for line in lines))
+    self.rows = len(lines)
+    if tensorboard:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, round_: int, phase: str, scalars: dict[str, Any]) -> dict:
+    row = {"step": int(step), "round": int(round_), "phase": phase,
+           **{k: _clean(v) for k, v in scalars.items()}}
+    if self.enabled:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+      if self._tb is not None:
+        for k, v in row.items():
+          if k not in ("step", "round", "phase") and v is not None:
+            self._tb.add_scalar(k, v, step)
+    self.rows += 1
+    return row
+
+  def flush(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_rows(workdir: str) -> list[dict]:
+  """All rows of WORKDIR/metrics.jsonl."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]

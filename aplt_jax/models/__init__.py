@@ -1,0 +1,95 @@
+"""Backbone registry: names -> backbone factories, built into a `Classifier`.
+
+A backbone factory is any callable taking keyword arguments and returning a Linen module
+`m(x, train) -> features [B, d]`; register it with `@register("name")`. Video (TSM-ResNet)
+and sequence backbones share this one registry, so the trainer only sees
+`build(config.model.name, num_classes, **kwargs_from_config(config.model))`.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from aplt_jax.models.classifier import Classifier
+from aplt_jax.models.tsm_resnet import TSMResNet, temporal_shift
+
+__all__ = ["Classifier", "TSMResNet", "build", "kwargs_from_config", "names", "parse_dtype",
+           "register", "temporal_shift"]
+
+BackboneFactory = Callable[..., nn.Module]
+
+_BACKBONES: dict[str, BackboneFactory] = {}
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def register(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
+  """Decorator that registers a backbone factory (a function or a Module class) as `name`."""
+  def decorator(factory: BackboneFactory) -> BackboneFactory:
+    if name in _BACKBONES:
+      raise ValueError(f"backbone {name!r} is already registered")
+    _BACKBONES[name] = factory
+    return factory
+  return decorator
+
+
+def names() -> list[str]:
+  """Registered backbone names, sorted."""
+  return sorted(_BACKBONES)
+
+
+def parse_dtype(dtype: Any) -> Any:
+  """'float32' / 'bfloat16' / 'float16' (config strings) or a dtype -> a numpy dtype."""
+  if isinstance(dtype, str) and dtype not in _DTYPES:
+    raise ValueError(f"unknown dtype {dtype!r}; expected one of {list(_DTYPES)}")
+  return jnp.dtype(dtype)
+
+
+def build(name: str, num_classes: int, **kwargs: Any) -> Classifier:
+  """Builds `Classifier(backbone=<name>(**kwargs), num_classes)`.
+
+  Raises ValueError on an unknown name or an unknown keyword (a config typo), naming the
+  accepted ones.
+  """
+  if name not in _BACKBONES:
+    raise ValueError(f"unknown model {name!r}; registered: {names()}")
+  factory = _BACKBONES[name]
+  params = inspect.signature(factory).parameters
+  if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+      raise ValueError(f"model {name!r} got unknown arguments {unknown}; "
+                       f"accepted: {sorted(params)}")
+  if num_classes < 1:
+    raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+  return Classifier(backbone=factory(**kwargs), num_classes=num_classes)
+
+
+def kwargs_from_config(model_cfg) -> dict[str, Any]:
+  """The `model.*` config keys that the chosen backbone's factory accepts.
+
+  `configs/default.py` holds the knobs of every backbone side by side (the config is locked, so
+  a mistyped key fails at the command line); each factory takes the ones it names.
+  """
+  if model_cfg.name not in _BACKBONES:
+    raise ValueError(f"unknown model {model_cfg.name!r}; registered: {names()}")
+  params = inspect.signature(_BACKBONES[model_cfg.name]).parameters
+  return {k: v for k, v in model_cfg.items() if k in params}
+
+
+def _tsm_factory(depth: int) -> BackboneFactory:
+  def factory(width_mult: float = 1.0, shift_div: int = 8, shift: bool = True,
+              stem: str = "imagenet", dtype: Any = "float32") -> TSMResNet:
+    return TSMResNet(depth=depth, width_mult=width_mult, shift_div=shift_div, shift=shift,
+                     stem=stem, dtype=parse_dtype(dtype))
+  factory.__name__ = f"tsm_resnet{depth}"
+  factory.__doc__ = f"TSM-ResNet-{depth} backbone (see `TSMResNet`)."
+  return factory
+
+
+for _depth in (10, 18, 34, 50):
+  register(f"tsm_resnet{_depth}")(_tsm_factory(_depth))
+del _depth

@@ -1,0 +1,111 @@
+"""Every knob of aplt_jax, with its default. Other configs import this one and override.
+
+Run any config as `python main.py --config=configs/<file>.py[:preset] --workdir=DIR`, and change a
+knob with `--config.<key>=<value>` (the config is locked: a mistyped key is an error).
+"""
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+METHODS = ("supervised", "fixmatch", "flexmatch", "freematch", "softmatch", "aplt")
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.method = "aplt"  # One of METHODS.
+  c.seed = 0  # Initialisation, data order, augmentation, and the split unless data.split_seed.
+  c.rng_impl = "rbg"  # PRNG implementation (rbg compiles model init ~5x faster than threefry on CPU).
+
+  # ---- Data -------------------------------------------------------------------------------
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "synthetic"  # Dataset registry name (aplt_jax/data/__init__.py).
+  c.data.data_dir = ""  # Prepared (ArrayRecord) datasets; "" = ~/tensorflow_datasets.
+  c.data.manual_dir = ""  # Raw videos / arrays, for datasets prepared from files.
+  c.data.labeled_ratio = config_dict.placeholder(float)  # Exactly one of these two is set.
+  c.data.labels_per_class = config_dict.placeholder(int)
+  c.data.split_seed = config_dict.placeholder(int)  # None: use `seed`.
+  c.data.num_classes = 12  # Must agree with the dataset.
+  c.data.eval_split = "test"
+  c.data.read_threads = 4  # Grain read threads for the training input pipeline.
+  c.data.prefetch = 4  # Batches prefetched ahead of the train step.
+  # The built-in synthetic micro-action dataset (DESIGN 4.1).
+  c.data.synthetic = ml_collections.ConfigDict()
+  c.data.synthetic.num_train = 1200
+  c.data.synthetic.num_val = 0
+  c.data.synthetic.num_test = 600
+  c.data.synthetic.num_frames = 8
+  c.data.synthetic.size = 32
+  c.data.synthetic.seed = 0  # The dataset's own seed (fixed across runs: runs differ by `seed`).
+
+  # ---- Model ------------------------------------------------------------------------------
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "tsm_resnet10"  # Backbone registry name (aplt_jax/models/__init__.py).
+  c.model.width_mult = 0.25
+  c.model.shift_div = 8
+  c.model.shift = True
+  c.model.stem = "cifar"  # "imagenet" for >= 112 px inputs.
+  c.model.dtype = "float32"  # "bfloat16" on accelerators (float32 master weights).
+  c.model.pretrained = ""  # torchvision ResNet state_dict (.pth / .safetensors) to start from.
+  c.model.image_size = 32  # Model input side, after cropping.
+
+  # ---- Augmentation (DESIGN 5) ------------------------------------------------------------
+  c.augment = ml_collections.ConfigDict()
+  c.augment.crop_scale = (0.6, 1.0)
+  c.augment.crop_ratio = (3 / 4, 4 / 3)
+  c.augment.flip = True  # False where classes are left/right specific.
+  c.augment.num_ops = 2
+  c.augment.magnitude_max = 1.0
+  c.augment.cutout = 0.5
+
+  # ---- Optimisation -----------------------------------------------------------------------
+  c.batch_size = 16  # Labeled clips per global step (divisible by the device count).
+  c.uratio = 2  # mu: unlabeled clips per labeled clip.
+  c.total_steps = 2000  # Global steps, warm-up included.
+  c.warmup_steps = 200  # Supervised warm-up (labeled loss only).
+  c.steps_per_round = -1  # Online steps per round; -1: one pass over the unlabeled set.
+  c.ema_decay = 0.999
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 0.03
+  c.optim.momentum = 0.9
+  c.optim.nesterov = True
+  c.optim.weight_decay = 5e-4  # On kernels only (not biases or BatchNorm).
+  c.optim.schedule = "cosine"  # "cosine": lr * cos(7 pi k / 16 K) (FixMatch's); or "constant".
+  c.optim.grad_clip = 0.0  # Global-norm clipping; 0 disables.
+
+  # ---- SSL methods (USB definitions) -------------------------------------------------------
+  c.ssl = ml_collections.ConfigDict()
+  c.ssl.threshold = 0.95  # tau_on: FixMatch / FlexMatch confidence threshold (E7).
+  c.ssl.lambda_u = 1.0  # Weight of the unlabeled losses (E9).
+  c.ssl.flexmatch = ml_collections.ConfigDict(dict(thresh_warmup=True))
+  c.ssl.freematch = ml_collections.ConfigDict(dict(ema=0.999, ent_weight=0.01))
+  c.ssl.softmatch = ml_collections.ConfigDict(dict(ema=0.999, n_sigma=2.0, dist_align=True))
+
+  # ---- APLT (DESIGN 2) ----------------------------------------------------------------------
+  c.aplt = ml_collections.ConfigDict()
+  c.aplt.labeled_views = 4  # V weak views per labeled clip in the offline phase (E1).
+  c.aplt.kmeans_max_iter = 100
+  c.aplt.kmeans_tol = 1e-5
+  c.aplt.threshold = "quantile"  # quantile | class_stats | labeled_spread | none (E3).
+  c.aplt.threshold_q = 0.3
+  c.aplt.threshold_kappa = 0.0
+  c.aplt.labeled_spread_q = 0.9
+  c.aplt.scale = 16.0  # s, prototype-classifier logit scale.
+  c.aplt.margin = 0.2  # m, CosFace margin (0: plain scaled-cosine softmax).
+  c.aplt.alpha = 1.0  # Weight of L_sup^margin.
+  c.aplt.beta = 1.0  # Weight of L_u^margin.
+  c.aplt.offline_every = 1  # Rounds per offline phase.
+  c.aplt.sync = False  # Ablation: pseudo-labels from the current online predictions each step.
+  c.aplt.embed_ema = True  # Offline embedding with the EMA parameters.
+
+  # ---- Evaluation, logging, checkpoints -----------------------------------------------------
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_steps = 500  # Also at the end of every round and of training.
+  c.eval.batch_size = 64
+  c.eval.head = "linear"  # linear (h) | proto | ensemble.
+  c.eval.write_features = False  # WORKDIR/features_test.npz for the embedding figure.
+  c.log_every = 50
+  c.checkpoint_every = 200  # Also after warm-up and after every offline phase.
+  c.keep_checkpoints = 2
+  c.progress = True  # tqdm bars.
+  return c
