@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from aplt_jax import faults
 from aplt_jax import kmeans
 from aplt_jax import thresholds as thresholds_lib
 from aplt_jax.state import Prototypes
@@ -256,6 +257,7 @@ def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled
                 weak=True, **kw) for v in range(views)]
   if bar is not None:
     bar.close()
+  faults.maybe_die("offline", round_)
   labels = np.asarray(dataset.train_labels)
   y_lab = labels[labeled].astype(np.int32)
   z_l = np.concatenate(z_l)

@@ -22,6 +22,7 @@ from aplt_jax import checkpoint as ckpt_lib
 from aplt_jax import config_check
 from aplt_jax import data as data_lib
 from aplt_jax import evaluate as evaluate_lib
+from aplt_jax import faults
 from aplt_jax import metric_writer
 from aplt_jax import models
 from aplt_jax import offline
@@ -178,6 +179,7 @@ class Run:
       state, metrics = step_fn(state, parallel.global_batch(self.mesh, local), protos)
       pending.append((step, metrics))
       step += 1
+      faults.maybe_die(phase, step)
       if bar is not None:
         bar.update(1)
       last = step == stop
@@ -225,6 +227,7 @@ class Run:
     meta = {"step": step, "round": round_, "metrics_rows": self.writer.rows,
             "seconds": self.seconds()}
     self.ckpt.save(step, event, state, protos, meta)
+    faults.maybe_die("checkpoint", step)
 
   def seconds(self) -> float:
     return self.seconds_before + time.time() - self.t0
@@ -284,6 +287,15 @@ class Run:
     metrics["offline/seconds"] = time.time() - t
     row = self.writer.write(step, r, "offline", metrics)
     self.last_offline = row
+    if jax.process_index() == 0:
+      # The round's pseudo-labels, for analysis and figures (the checkpoints keep only the last).
+      os.makedirs(os.path.join(self.workdir, "offline"), exist_ok=True)
+      host = parallel.to_host(protos)
+      np.savez_compressed(
+          os.path.join(self.workdir, "offline", f"round_{r:03d}.npz"),
+          unlabeled=self.unlabeled, pseudo_label=host.labels[self.unlabeled],
+          keep=host.keep[self.unlabeled], hidden=self.dataset.train_labels[self.unlabeled],
+          thresholds=host.thresholds, centers=host.centers)
     return protos
 
   def finish(self, state, protos) -> dict:

@@ -1,0 +1,146 @@
+"""The trainer end to end at tiny scale: outputs, 1 vs 2 devices, and resume after SIGKILL."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from aplt_jax import metric_writer
+from aplt_jax import train
+from configs import demo
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Overrides that shrink configs/demo.py to seconds: 4 classes, 48 clips of 4 x 16 x 16,
+# 2 warm-up steps then 2 rounds of 4 steps.
+TINY = {
+    "data.num_classes": 4,
+    "data.labeled_ratio": 0.25,
+    "data.synthetic.num_train": 48,
+    "data.synthetic.num_test": 24,
+    "data.synthetic.num_frames": 4,
+    "data.synthetic.size": 16,
+    "data.read_threads": 2,
+    "model.width_mult": 0.125,
+    "model.image_size": 12,
+    "batch_size": 4,
+    "uratio": 2,
+    "total_steps": 10,
+    "warmup_steps": 2,
+    "steps_per_round": 4,
+    "aplt.labeled_views": 1,
+    "eval.batch_size": 8,
+    "eval.every_steps": 100,
+    "log_every": 1,
+    "checkpoint_every": 3,
+    "progress": False,
+}
+
+
+def tiny_config(data_dir, **extra):
+  c = demo.get_config("aplt")
+  for key, value in {**TINY, "data.data_dir": str(data_dir), **extra}.items():
+    node = c
+    *path, leaf = key.split(".")
+    for p in path:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir):
+  """The same tiny APLT run on 1 and on 2 devices."""
+  out = {}
+  for n in (1, 2):
+    workdir = tmp_path_factory.mktemp(f"run{n}")
+    final = train.train_and_evaluate(tiny_config(data_dir), str(workdir), jax.devices()[:n])
+    out[n] = (workdir, final)
+  return out
+
+
+def test_run_writes_every_output(runs):
+  workdir, final = runs[1]
+  for name in ("config.json", "split.json", "metrics.jsonl", "final.json", "accuracy.png",
+               "pseudo_labels.png", "offline/round_001.npz", "offline/round_002.npz"):
+    assert (workdir / name).exists(), name
+  assert any((workdir / "tensorboard").iterdir())
+  rows = metric_writer.read_rows(str(workdir))
+  phases = [r["phase"] for r in rows]
+  assert phases.count("offline") == 2 and "warmup" in phases and "online" in phases
+  assert {"step", "round", "phase"} <= set(rows[0])
+  offline = [r for r in rows if r["phase"] == "offline"]
+  assert all(0 < r["offline/kept_frac"] <= 1 for r in offline)
+  assert all(0 <= r["offline/pl_acc_all"] <= 1 for r in offline)
+  online = [r for r in rows if r["phase"] == "online"]
+  assert all(np.isfinite(r["train/loss_u_margin"]) for r in online)
+  for tag in ("raw", "ema"):
+    m = final[tag]
+    assert 0 <= m["top1"] <= m["top5"] <= 1
+    assert np.asarray(m["confusion"]).sum() == 24
+  split = json.loads((workdir / "split.json").read_text())
+  assert len(split["labeled"]) == 12  # 3 of each class's 12 clips.
+
+
+def test_one_and_two_devices_agree(runs):
+  """First train steps' losses and the first offline assignments match within tolerance."""
+  rows = {n: metric_writer.read_rows(str(runs[n][0])) for n in (1, 2)}
+  first = {n: [r for r in rows[n] if r["phase"] == "warmup"] for n in (1, 2)}
+  for a, b in zip(first[1], first[2]):
+    np.testing.assert_allclose(a["train/loss"], b["train/loss"], rtol=1e-4)
+  r1 = {n: np.load(runs[n][0] / "offline" / "round_001.npz") for n in (1, 2)}
+  np.testing.assert_array_equal(r1[1]["pseudo_label"], r1[2]["pseudo_label"])
+  np.testing.assert_allclose(r1[1]["thresholds"], r1[2]["thresholds"], atol=1e-4)
+
+
+def test_rerun_of_a_finished_run_changes_nothing(runs, data_dir):
+  workdir, final = runs[1]
+  again = train.train_and_evaluate(tiny_config(data_dir), str(workdir), jax.devices()[:1])
+  assert again["ema"] == final["ema"]
+
+
+def test_a_different_config_in_the_same_workdir_is_refused(runs, data_dir):
+  from aplt_jax.errors import ConfigError
+  with pytest.raises(ConfigError, match="uratio"):
+    train.train_and_evaluate(tiny_config(data_dir, uratio=4), str(runs[1][0]),
+                             jax.devices()[:1])
+
+
+def _main(workdir, data_dir, env_extra=None):
+  args = [sys.executable, str(ROOT / "main.py"), "--config=configs/demo.py",
+          f"--workdir={workdir}"]
+  args += [f"--config.{k}={v}" for k, v in {**TINY, "data.data_dir": data_dir}.items()]
+  env = dict(os.environ, XLA_FLAGS=os.environ["XLA_FLAGS"].replace(
+      "device_count=2", "device_count=1"), JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", **(env_extra or {}))
+  return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_sigkill_and_rerun_ends_like_an_uninterrupted_run(tmp_path, data_dir, runs):
+  del runs  # Prepared the dataset and warmed the compilation cache.
+  full = _main(tmp_path / "full", data_dir)
+  assert full.returncode == 0, full.stderr[-3000:]
+  killed = _main(tmp_path / "killed", data_dir, {"APLT_FAULT": "online:7"})
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  assert not (tmp_path / "killed" / "final.json").exists()
+  resumed = _main(tmp_path / "killed", data_dir)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "Resuming from step" in resumed.stdout + resumed.stderr
+  a = json.loads((tmp_path / "full" / "final.json").read_text())
+  b = json.loads((tmp_path / "killed" / "final.json").read_text())
+  for tag in ("raw", "ema"):
+    assert a[tag] == b[tag]
+  drop_time = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k and
+                             "steps_per_sec" not in k} for r in rows]
+  assert drop_time(metric_writer.read_rows(str(tmp_path / "full"))) == drop_time(
+      metric_writer.read_rows(str(tmp_path / "killed")))
