@@ -7,6 +7,7 @@ On several hosts (a Cloud TPU pod, a SLURM job) add `--distributed`.
 import sys
 
 from absl import app
+from absl import logging
 from absl import flags
 from ml_collections import config_flags
 
@@ -27,6 +28,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   import jax  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO.
   if FLAGS.distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)

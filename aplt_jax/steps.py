@@ -183,8 +183,7 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
               chunk(feats, is_), centers, yhat, scale=weights.scale, margin=weights.margin), keep)
           aux["proto_keep_rate"] = jnp.mean(keep)
           aux["proto_pl_acc_kept"] = _accuracy_where(yhat, hidden, keep)
-        if extra.ndim == 0:
-          aux["extra"] = extra
+        aux["loss_extra"] = extra  # The method's own term (FreeMatch's fairness), else 0.
       total = losses.aplt_total(terms["sup_logits"], terms["sup_margin"], terms["u_logits"],
                                 terms["u_margin"], alpha=weights.alpha, beta=weights.beta,
                                 lambda_u=weights.lambda_u) + extra

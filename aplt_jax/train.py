@@ -95,6 +95,11 @@ class Run:
     is_labeled[self.labeled] = True
     self.unlabeled = np.flatnonzero(~is_labeled)
     self.method = ssl.get(c.method, c.ssl)
+    if not len(self.unlabeled) and self.method.uses_unlabeled:
+      raise config_check.ConfigError(
+          f"The labeled budget takes all {len(labels)} training clips, leaving none unlabeled "
+          f"for method={c.method!r}; lower data.labeled_ratio / data.labels_per_class or use "
+          "method=supervised.")
     steps_per_round = c.steps_per_round
     if steps_per_round <= 0:
       steps_per_round = max(1, math.ceil(len(self.unlabeled) / (c.uratio * c.batch_size)))
@@ -263,7 +268,8 @@ class Run:
       start, stop = sched.span(r)
       if step >= stop:
         continue
-      if (r - 1) % c.aplt.offline_every == 0 and int(protos.round) < r:
+      if (len(self.unlabeled) and (r - 1) % c.aplt.offline_every == 0
+          and int(protos.round) < r):
         protos = self.offline_phase(state, r, step)
         self.save(state, protos, step, r, ckpt_lib.OFFLINE)
       state = self.run_steps(self.online_step, self.batches[self.method.uses_unlabeled], state,

@@ -44,7 +44,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.width_mult = 0.25
   c.model.shift_div = 8
   c.model.shift = True
-  c.model.stem = "cifar"  # "imagenet" for >= 112 px inputs.
+  c.model.stem = "small"  # small: 3x3/2 conv | cifar: 3x3/1 | imagenet: 7x7/2 + pool (>= 112 px).
+  # rgb | diff | rgb_diff. Synthetic micro-actions need `diff`: from RGB (or rgb_diff) a small
+  # model memorises appearance and stays at chance on test; pretrained real-video models use rgb.
+  c.model.input_mode = "diff"
   c.model.dtype = "float32"  # "bfloat16" on accelerators (float32 master weights).
   c.model.pretrained = ""  # torchvision ResNet state_dict (.pth / .safetensors) to start from.
   c.model.image_size = 32  # Model input side, after cropping.

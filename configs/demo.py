@@ -10,12 +10,12 @@ def get_config(method: str = "aplt"):
   c = default.get_config()
   c.method = method or "aplt"
   c.data.labeled_ratio = 0.1
-  c.batch_size = 16
+  c.batch_size = 8
   c.uratio = 2
-  c.total_steps = 600
+  c.total_steps = 700
   c.warmup_steps = 100
-  c.steps_per_round = 100
-  c.eval.every_steps = 100
-  c.log_every = 25
+  c.steps_per_round = 120  # 5 rounds.
+  c.eval.every_steps = 120
+  c.log_every = 20
   c.checkpoint_every = 100
   return c

@@ -17,6 +17,7 @@ def get_config(method: str = "aplt"):
   c.model.name = "tsm_resnet50"
   c.model.width_mult = 1.0
   c.model.stem = "imagenet"
+  c.model.input_mode = "rgb"
   c.model.image_size = 224
   c.model.dtype = "bfloat16"
   c.batch_size = 32

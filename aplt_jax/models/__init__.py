@@ -82,9 +82,10 @@ def kwargs_from_config(model_cfg) -> dict[str, Any]:
 
 def _tsm_factory(depth: int) -> BackboneFactory:
   def factory(width_mult: float = 1.0, shift_div: int = 8, shift: bool = True,
-              stem: str = "imagenet", dtype: Any = "float32") -> TSMResNet:
+              stem: str = "imagenet", input_mode: str = "rgb",
+              dtype: Any = "float32") -> TSMResNet:
     return TSMResNet(depth=depth, width_mult=width_mult, shift_div=shift_div, shift=shift,
-                     stem=stem, dtype=parse_dtype(dtype))
+                     stem=stem, input_mode=input_mode, dtype=parse_dtype(dtype))
   factory.__name__ = f"tsm_resnet{depth}"
   factory.__doc__ = f"TSM-ResNet-{depth} backbone (see `TSMResNet`)."
   return factory
