@@ -30,3 +30,9 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip("../shared/data is absent (only present on the development machines)")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> pathlib.Path:
+  """A TFDS data_dir shared by the tests that prepare tiny synthetic datasets."""
+  return tmp_path_factory.mktemp("tfds")

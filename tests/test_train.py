@@ -11,50 +11,9 @@ import pytest
 
 from aplt_jax import metric_writer
 from aplt_jax import train
-from configs import demo
+from tiny import TINY, tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-# Overrides that shrink configs/demo.py to seconds: 4 classes, 48 clips of 4 x 16 x 16,
-# 2 warm-up steps then 2 rounds of 4 steps.
-TINY = {
-    "data.num_classes": 4,
-    "data.labeled_ratio": 0.25,
-    "data.synthetic.num_train": 48,
-    "data.synthetic.num_test": 24,
-    "data.synthetic.num_frames": 4,
-    "data.synthetic.size": 16,
-    "data.read_threads": 2,
-    "model.width_mult": 0.125,
-    "model.image_size": 12,
-    "batch_size": 4,
-    "uratio": 2,
-    "total_steps": 10,
-    "warmup_steps": 2,
-    "steps_per_round": 4,
-    "aplt.labeled_views": 1,
-    "eval.batch_size": 8,
-    "eval.every_steps": 100,
-    "log_every": 1,
-    "checkpoint_every": 3,
-    "progress": False,
-}
-
-
-def tiny_config(data_dir, **extra):
-  c = demo.get_config("aplt")
-  for key, value in {**TINY, "data.data_dir": str(data_dir), **extra}.items():
-    node = c
-    *path, leaf = key.split(".")
-    for p in path:
-      node = node[p]
-    node[leaf] = value
-  return c
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp("tfds")
 
 
 @pytest.fixture(scope="module")

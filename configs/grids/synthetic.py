@@ -1,0 +1,32 @@
+"""The paper's comparison on synthetic micro-actions: 6 methods x {10%, 50%} labels x 3 seeds,
+plus APLT's ablations at 10%. Each run is configs/demo.py (700 steps, ~3 min on 2 CPU cores).
+
+  python -m aplt_jax.experiments --grid=configs/grids/synthetic.py --out=runs/grid_synthetic
+
+Cost: 36 comparison runs + 18 ablation runs = 54 runs, about 2.5 h on 2 CPU cores.
+"""
+from aplt_jax.data.synthetic import CLASS_NAMES
+from configs import demo
+
+
+def get_grid():
+  base = demo.get_config("aplt")
+  base.progress = False
+  base.eval.write_features = True
+  return dict(
+      name="synthetic",
+      base=base,
+      methods=["supervised", "fixmatch", "flexmatch", "freematch", "softmatch", "aplt"],
+      budgets={"10%": {"data.labeled_ratio": 0.1}, "50%": {"data.labeled_ratio": 0.5}},
+      seeds=[0, 1, 2],
+      ablations={
+          "no_threshold": {"aplt.threshold": "none"},
+          "no_labeled_views": {"aplt.labeled_views": 0},
+          "no_margin": {"aplt.margin": 0.0},
+          "no_proto_losses": {"aplt.alpha": 0.0, "aplt.beta": 0.0},
+          "offline_every2": {"aplt.offline_every": 2},
+          "sync": {"aplt.sync": True},
+      },
+      ablation_budgets=["10%"],
+      class_names=list(CLASS_NAMES),
+  )
