@@ -92,7 +92,7 @@ def results_markdown(grid: dict, records) -> str:
       if m != "aplt":
         lines.append(f"| {m} | " + " | ".join(
             _diff_cell(_paired(records, b, "aplt", m)) for b in budgets) + " |")
-  if grid["ablations"]:
+  if grid["ablations"] and grid["ablation_budgets"]:
     lines += ["", "## APLT ablations (top-1, and paired difference to full APLT)", "",
               "| variant | overrides | " + " | ".join(
                   f"{b} top-1 | {b} vs APLT" for b in grid["ablation_budgets"]) + " |",

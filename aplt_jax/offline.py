@@ -1,10 +1,11 @@
 """The offline phase (DESIGN §2, E1-E4): embed, cluster, threshold, build the prototype memory.
 
-`run_offline_phase` is the whole phase: `embed` (E1) runs the frozen model over the training
-clips, then `pseudo_label` (E2-E4), a pure jitted function of the embeddings: semi-supervised
-spherical k-means over labeled + unlabeled points, per-class self-adaptive thresholds on the
-cosine distance to the cluster centre, and prototypes from labeled points plus the kept
-unlabeled ones. `to_prototypes` lays the result out as the dense `Prototypes` pytree that the
+`run_offline_phase` is the whole phase: `embed_passes` (E1) runs the frozen model over the
+training clips and keeps the features on the device, sharded as the pass left them; then
+semi-supervised spherical k-means over labeled + unlabeled points, per-class self-adaptive
+thresholds on the cosine distance to the cluster centre, and prototypes from labeled points plus
+the kept unlabeled ones (E2-E4) run on those rows, and only per-clip results reach the host.
+`pseudo_label` is E2-E4 on given embeddings. `to_prototypes` lays the result out as the dense `Prototypes` pytree that the
 train step indexes by clip index; `pseudo_label_metrics` gives the per-round log scalars.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from aplt_jax import faults
 from aplt_jax import kmeans
@@ -52,31 +53,70 @@ def _segment_sum(data, ids, mask, k):
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "threshold"))
-def _select(z_l, y_l, valid_l, z_u, valid_u, kmeans_centers, assign_u, q, kappa,
-            labeled_spread_q, *, num_classes, threshold):
-  """E3 thresholds and E4 prototypes from the k-means result.
+def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, labeled_spread_q, *,
+            num_classes, threshold):
+  """E3 thresholds and E4 prototypes from the k-means result, on the k-means rows.
 
-  Returns (prototypes [C, d], dist_u [Nu], keep_u [Nu], thresholds [C]).
+  Rows mix labeled points (`labels` their class) and unlabeled ones (`unlabeled` True), in any
+  order and sharding: every per-row quantity is elementwise, the thresholds and prototype sums
+  are masked reductions, so the rows can stay where the embedding pass left them.
+
+  Args:
+    z: [N, d] features; labels: [N] int32; valid, unlabeled: [N] bool; kmeans_centers: [C, d];
+    assign: [N] int32 k-means cluster of each row; q, kappa, labeled_spread_q: rule parameters.
+
+  Returns:
+    (prototypes [C, d], dist [N] distance to the assigned centre, keep [N] (unlabeled rows
+    within their cluster's threshold), thresholds [C]).
   """
   c = num_classes
-  z_l = kmeans.l2_normalize(jnp.where(valid_l[:, None], z_l.astype(jnp.float32), 0.0))
-  z_u = kmeans.l2_normalize(jnp.where(valid_u[:, None], z_u.astype(jnp.float32), 0.0))
-  valid_l = valid_l & (y_l >= 0) & (y_l < c)
-  y_l = jnp.clip(y_l, 0, c - 1)
-  assign_u = jnp.clip(assign_u, 0, c - 1)
+  z = kmeans.l2_normalize(jnp.where(valid[:, None], z.astype(jnp.float32), 0.0))
+  is_l = valid & ~unlabeled & (labels >= 0) & (labels < c)
+  is_u = valid & unlabeled
+  y = jnp.clip(labels, 0, c - 1)
+  assign = jnp.clip(assign, 0, c - 1)
 
   # 1 - z.mu lies in [0, 2] for unit vectors; clipping removes rounding just outside it.
-  dist = lambda z, ids: jnp.clip(1.0 - jnp.sum(z * kmeans_centers[ids], axis=-1), 0.0, 2.0)
-  dist_l, dist_u = dist(z_l, y_l), dist(z_u, assign_u)
-  tau, keep_u = thresholds_lib.compute(
-      threshold, dist_u, assign_u, valid_u, dist_l, y_l, valid_l, c,
+  dist = lambda ids: jnp.clip(1.0 - jnp.sum(z * kmeans_centers[ids], axis=-1), 0.0, 2.0)
+  dist_l, dist_u = dist(y), dist(assign)
+  tau, keep = thresholds_lib.compute(
+      threshold, dist_u, assign, is_u, dist_l, y, is_l, c,
       q=q, kappa=kappa, labeled_spread_q=labeled_spread_q)
 
   # E4: normalise(mean) == normalise(sum); a class with no member keeps its k-means centre.
-  sums = _segment_sum(z_l, y_l, valid_l, c) + _segment_sum(z_u, assign_u, keep_u, c)
+  sums = _segment_sum(z, y, is_l, c) + _segment_sum(z, assign, keep, c)
   sq = jnp.sum(sums * sums, axis=-1, keepdims=True)
   protos = jnp.where(sq > 0, kmeans.l2_normalize(sums), kmeans_centers)
-  return protos, dist_u, keep_u, tau
+  return protos, dist_u, keep, tau
+
+
+def _check_labels_cover_classes(labels, valid, num_classes: int) -> None:
+  y, v = np.asarray(labels), np.asarray(valid, bool)
+  present = np.bincount(y[v & (y >= 0) & (y < num_classes)], minlength=num_classes)
+  if not present.all():
+    raise ValueError(f"classes without a labeled point: {np.flatnonzero(present == 0).tolist()}")
+
+
+def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, threshold: str, q,
+                        kappa, labeled_spread_q, max_iter, tol, mesh: Mesh | None):
+  """E2-E4 over rows `z [N, d]` (host or device, sharded on `mesh` or not).
+
+  `labels [N]` (-1: free), `valid [N]` and `unlabeled [N]` are host arrays. Returns the k-means
+  result and `_select`'s (prototypes, dist [N], keep [N], thresholds [C]).
+  """
+  n = z.shape[0]
+  if mesh is None:
+    labels, valid, unlabeled = map(jnp.asarray, (labels, valid, unlabeled))
+    km = kmeans.jit_spherical_kmeans(z, labels, valid, num_classes, max_iter=max_iter, tol=tol)
+  else:  # Padding rows (if N does not divide) are invalid and cut off below.
+    z, labels, valid, unlabeled = kmeans.shard_rows(
+        mesh, (z, 0.0), (labels, -1), (valid, False), (unlabeled, False))
+    km = kmeans.sharded_spherical_kmeans(mesh, z, labels, valid, num_classes,
+                                         max_iter=max_iter, tol=tol)
+  params = tuple(np.float32(v) for v in (q, kappa, labeled_spread_q))
+  protos, dist, keep, tau = _select(z, labels, valid, unlabeled, km.centers, km.assign,
+                                    *params, num_classes=num_classes, threshold=threshold)
+  return km._replace(assign=km.assign[:n]), (protos, dist[:n], keep[:n], tau)
 
 
 def pseudo_label(
@@ -115,32 +155,20 @@ def pseudo_label(
   if y_l.shape != z_l.shape[:1] or valid_l.shape != z_l.shape[:1] or (
       valid_u.shape != z_u.shape[:1]):
     raise ValueError("y_l/valid_l must be [Nl] and valid_u [Nu]")
-  y_host, v_host = np.asarray(y_l), np.asarray(valid_l, bool)
-  present = np.bincount(y_host[v_host & (y_host >= 0) & (y_host < num_classes)],
-                        minlength=num_classes)
-  if not present.all():
-    raise ValueError(f"classes without a labeled point: {np.flatnonzero(present == 0).tolist()}")
+  _check_labels_cover_classes(y_l, valid_l, num_classes)
 
-  n_l = z_l.shape[0]
-  z = jnp.concatenate([jnp.asarray(z_l, jnp.float32), jnp.asarray(z_u, jnp.float32)])
-  labels = jnp.concatenate([jnp.where(valid_l, jnp.asarray(y_l, jnp.int32), -1),
-                            jnp.full(z_u.shape[:1], -1, jnp.int32)])
-  valid = jnp.concatenate([jnp.asarray(valid_l, bool), jnp.asarray(valid_u, bool)])
-  if mesh is None:
-    km = kmeans.jit_spherical_kmeans(z, labels, valid, num_classes, max_iter=max_iter, tol=tol)
-  else:
-    km = kmeans.sharded_spherical_kmeans(mesh, z, labels, valid, num_classes,
-                                         max_iter=max_iter, tol=tol)
-  assign_u = km.assign[n_l:]
-
-  args = (z_l, y_l, valid_l, z_u, valid_u, km.centers, assign_u,
-          jnp.float32(q), jnp.float32(kappa), jnp.float32(labeled_spread_q))
-  args = tuple(jnp.asarray(a) for a in args)
-  if mesh is not None:  # one device set for every input; the selection is O(N log N), cheap
-    args = jax.device_put(args, NamedSharding(mesh, P()))
-  protos, dist_u, keep_u, tau = _select(*args, num_classes=num_classes, threshold=threshold)
-  return OfflineResult(km.centers, protos, assign_u, dist_u, keep_u, tau, km.num_iters,
-                       km.objective)
+  n_l, n_u = z_l.shape[0], z_u.shape[0]
+  z = np.concatenate([np.asarray(z_l, np.float32), np.asarray(z_u, np.float32)])
+  valid_l = np.asarray(valid_l, bool)
+  labels = np.concatenate([np.where(valid_l, np.asarray(y_l, np.int32), -1),
+                           np.full(n_u, -1, np.int32)])
+  valid = np.concatenate([valid_l, np.asarray(valid_u, bool)])
+  unlabeled = np.arange(n_l + n_u) >= n_l
+  km, (protos, dist, keep, tau) = _cluster_and_select(
+      z, labels, valid, unlabeled, num_classes, threshold=threshold, q=q, kappa=kappa,
+      labeled_spread_q=labeled_spread_q, max_iter=max_iter, tol=tol, mesh=mesh)
+  return OfflineResult(km.centers, protos, km.assign[n_l:], dist[n_l:], keep[n_l:], tau,
+                       km.num_iters, km.objective)
 
 
 def to_prototypes(result: OfflineResult, labeled_index, labeled_y, unlabeled_index,
@@ -215,23 +243,65 @@ def pseudo_label_metrics(result: OfflineResult, hidden_u, valid_u) -> dict[str, 
 # ---- E1 and the whole offline phase (host loop around the jitted pieces) -----------------------
 
 
-def embed(embed_step, state, dataset, indices, mesh, *, key, weak: bool, batch_size: int,
-          use_ema: bool, read_threads: int = 4, bar=None) -> np.ndarray:
-  """Unit-norm features [len(indices), d] of training clips (E1), in the order of `indices`:
-  the centre view, or with `weak` one random weak view per clip (batch b uses
-  `fold_in(key, b)`, so the views do not depend on the device count)."""
+class Pass(NamedTuple):
+  """One embedding pass over training clips: `indices` [n], the view's `key`, weak or centre."""
+  indices: np.ndarray
+  key: jax.Array
+  weak: bool
+
+
+class Embedded(NamedTuple):
+  """Device-resident features of one or more passes (E1).
+
+  Attributes:
+    z: [R, d] float32 unit-norm features, a global array sharded on the mesh's 'data' rows.
+    source: [R] int64 host array: row r holds clip `source[r]` of the passes' concatenated
+      index lists, or -1 for a padding row.
+  """
+  z: jax.Array
+  source: np.ndarray
+
+
+def embed_passes(embed_step, state, dataset, passes, mesh, *, batch_size: int, use_ema: bool,
+                 read_threads: int = 4, bar=None) -> Embedded:
+  """Runs the frozen model over every pass (E1) and keeps the features on device.
+
+  Batch b of a pass uses `fold_in(pass.key, b)` for its weak view, so the views do not depend on
+  the device count. Steps are dispatched back to back with no host round-trip (the loader keeps
+  reading while the device computes); each process reads and holds only its rows.
+  """
   from aplt_jax import parallel  # pylint: disable=g-import-not-at-top
   from aplt_jax.data import loader  # pylint: disable=g-import-not-at-top
   rows = parallel.process_slice(batch_size, mesh)
-  out = []
-  for b, (x, valid) in enumerate(loader.fixed_batches(dataset.train, dataset.input_key, indices,
-                                                      batch_size, rows, read_threads)):
-    z = embed_step(state, parallel.global_batch(mesh, x), jax.random.fold_in(key, b), weak,
-                   use_ema)
-    out.append(parallel.to_host(z)[valid])
-    if bar is not None:
-      bar.update(1)
-  return np.concatenate(out)
+  outs, sources, offset = [], [], 0
+  for p in passes:
+    indices = np.asarray(p.indices, np.int64)
+    batches = loader.fixed_batches(dataset.train, dataset.input_key, indices, batch_size, rows,
+                                   read_threads)
+    for b, (x, valid) in enumerate(batches):
+      outs.append(embed_step(state, parallel.global_batch(mesh, x),
+                             jax.random.fold_in(p.key, b), p.weak, use_ema))
+      src = offset + b * batch_size + np.arange(batch_size)
+      sources.append(np.where(valid, src, -1))
+      if bar is not None:
+        bar.update(1)
+    offset += len(indices)
+  z, order = parallel.stack_rows(outs)
+  return Embedded(z, np.concatenate(sources)[order])
+
+
+def embed(embed_step, state, dataset, indices, mesh, *, key, weak: bool, batch_size: int,
+          use_ema: bool, read_threads: int = 4, bar=None) -> np.ndarray:
+  """Unit-norm features [len(indices), d] of training clips (E1) on the host, in the order of
+  `indices`: the centre view, or with `weak` one random weak view per clip."""
+  from aplt_jax import parallel  # pylint: disable=g-import-not-at-top
+  emb = embed_passes(embed_step, state, dataset, [Pass(indices, key, weak)], mesh,
+                     batch_size=batch_size, use_ema=use_ema, read_threads=read_threads, bar=bar)
+  z = parallel.to_host(emb.z)
+  keep = emb.source >= 0
+  out = np.empty((len(indices),) + z.shape[1:], z.dtype)
+  out[emb.source[keep]] = z[keep]
+  return out
 
 
 def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled: np.ndarray,
@@ -239,37 +309,50 @@ def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled
                       read_threads: int = 4, progress=None):
   """E1-E4: embed every training clip with the frozen model, cluster, screen, build prototypes.
 
-  Unlabeled clips are embedded once (centre view); labeled clips V+1 times (centre plus
-  `aplt_cfg.labeled_views` weak views, view v drawn with `fold_in(key, v)`). Returns the
-  replicated Prototypes pytree for round `round_` and the phase's metrics.
+  Labeled clips are embedded V+1 times (centre plus `aplt_cfg.labeled_views` weak views, view v
+  drawn with `fold_in(key, v)`), unlabeled clips once (centre view). The features stay on
+  device, sharded as the embedding pass left them, through k-means, thresholds and prototypes;
+  only the per-clip results ([N] ints) come back to the host. Returns the replicated Prototypes
+  pytree for round `round_` and the phase's metrics.
   """
   from aplt_jax import parallel  # pylint: disable=g-import-not-at-top
   views = aplt_cfg.labeled_views
-  batches = lambda n: -(-n // batch_size)
+  c = dataset.num_classes
+  labels = np.asarray(dataset.train_labels)
+  y_lab = labels[labeled].astype(np.int32)
+  # Row order labeled (centre, then each view), then unlabeled, as `pseudo_label` lays it out.
+  passes = [Pass(labeled, key, False)]
+  passes += [Pass(labeled, jax.random.fold_in(key, v), True) for v in range(views)]
+  passes.append(Pass(unlabeled, key, False))
   bar = None
   if progress is not None:
-    bar = progress.bar(batches(len(unlabeled)) + (views + 1) * batches(len(labeled)),
+    bar = progress.bar(sum(-(-len(p.indices) // batch_size) for p in passes),
                        f"offline r{round_}")
-  kw = dict(batch_size=batch_size, use_ema=use_ema, read_threads=read_threads, bar=bar)
-  z_u = embed(embed_step, state, dataset, unlabeled, mesh, key=key, weak=False, **kw)
-  z_l = [embed(embed_step, state, dataset, labeled, mesh, key=key, weak=False, **kw)]
-  z_l += [embed(embed_step, state, dataset, labeled, mesh, key=jax.random.fold_in(key, v),
-                weak=True, **kw) for v in range(views)]
+  emb = embed_passes(embed_step, state, dataset, passes, mesh, batch_size=batch_size,
+                     use_ema=use_ema, read_threads=read_threads, bar=bar)
   if bar is not None:
     bar.close()
   faults.maybe_die("offline", round_)
-  labels = np.asarray(dataset.train_labels)
-  y_lab = labels[labeled].astype(np.int32)
-  z_l = np.concatenate(z_l)
-  y_l = np.tile(y_lab, views + 1)
-  result = pseudo_label(
-      jnp.asarray(z_l), jnp.asarray(y_l), jnp.ones(len(z_l), bool), jnp.asarray(z_u),
-      jnp.ones(len(z_u), bool), dataset.num_classes, threshold=aplt_cfg.threshold,
+
+  n_l = (views + 1) * len(labeled)
+  src = emb.source
+  valid = src >= 0
+  unl = src >= n_l
+  row_labels = np.where(valid & ~unl, np.tile(y_lab, views + 1)[np.clip(src, 0, n_l - 1)], -1)
+  _check_labels_cover_classes(row_labels, valid, c)
+  km, (protos_c, dist, keep, tau) = _cluster_and_select(
+      emb.z, row_labels.astype(np.int32), valid, unl, c, threshold=aplt_cfg.threshold,
       q=aplt_cfg.threshold_q, kappa=aplt_cfg.threshold_kappa,
       labeled_spread_q=aplt_cfg.labeled_spread_q, max_iter=aplt_cfg.kmeans_max_iter,
       tol=aplt_cfg.kmeans_tol, mesh=mesh)
-  protos = to_prototypes(result, jnp.asarray(labeled, jnp.int32), jnp.asarray(y_lab),
-                         jnp.asarray(unlabeled, jnp.int32), len(labels), round_)
-  metrics = pseudo_label_metrics(result, jnp.asarray(labels[unlabeled], jnp.int32),
-                                 jnp.ones(len(unlabeled), bool))
+  host = parallel.to_host(dict(assign=km.assign, dist=dist, keep=keep, centers=km.centers,
+                               protos=protos_c, tau=tau, iters=km.num_iters,
+                               objective=km.objective))
+  rows_u = np.flatnonzero(unl)[np.argsort(src[unl], kind="stable")]  # unlabeled, in order
+  result = OfflineResult(host["centers"], host["protos"], host["assign"][rows_u],
+                         host["dist"][rows_u], host["keep"][rows_u], host["tau"],
+                         host["iters"], host["objective"])
+  protos = to_prototypes(result, labeled, y_lab, unlabeled, len(labels), round_)
+  metrics = pseudo_label_metrics(result, labels[unlabeled].astype(np.int32),
+                                 np.ones(len(unlabeled), bool))
   return parallel.replicate(mesh, protos), metrics

@@ -40,11 +40,20 @@ def check_divisible(name: str, size: int, mesh: Mesh) -> None:
 
 
 def process_slice(global_size: int, mesh: Mesh) -> slice:
-  """The rows of a global batch that this process reads (its devices' contiguous block)."""
-  del mesh  # Processes own equal contiguous blocks of the 1-D mesh.
-  n, i = jax.process_count(), jax.process_index()
-  per = global_size // n
-  return slice(i * per, (i + 1) * per)
+  """The rows of a global batch of `global_size` that this process reads.
+
+  They are the rows the mesh puts on this process's devices, which `global_batch`
+  (`make_array_from_process_local_data`) expects; they must form one contiguous block (true for
+  a 1-D mesh whose devices are grouped by process, as `jax.make_mesh` orders them).
+  """
+  check_divisible("global batch", global_size, mesh)
+  index_map = data_sharded(mesh).addressable_devices_indices_map((global_size,))
+  blocks = sorted((idx[0].indices(global_size)[:2] for idx in index_map.values()))
+  start, stop = blocks[0][0], blocks[-1][1]
+  if sum(b - a for a, b in blocks) != stop - start:
+    raise ValueError(f"This process's devices hold rows {blocks} of a global batch, not one "
+                     "contiguous block; build the mesh with each process's devices adjacent.")
+  return slice(start, stop)
 
 
 def global_batch(mesh: Mesh, local: Any) -> Any:
@@ -54,9 +63,59 @@ def global_batch(mesh: Mesh, local: Any) -> Any:
                       local)
 
 
+def _host_local(x: Any) -> Any:
+  """A single-device jax.Array as numpy (see `replicate`); anything else unchanged."""
+  if isinstance(x, jax.Array) and x.is_fully_addressable and len(x.devices()) == 1:
+    return np.asarray(x)
+  return x
+
+
 def replicate(mesh: Mesh, tree: Any) -> Any:
-  """Puts a pytree (identical on every host) on every device of the mesh."""
+  """Puts a pytree (identical on every host) on every device of the mesh.
+
+  With several processes, single-device jax.Arrays go through numpy first: `device_put` of one
+  onto a mesh spanning processes gives an array whose shards cannot be read back (jax 0.10.2;
+  Orbax then fails to save it), while numpy is placed from each process's own copy.
+  """
+  if jax.process_count() > 1:
+    tree = jax.tree.map(_host_local, tree)
   return jax.device_put(tree, replicated(mesh))
+
+
+def stack_rows(arrays: Sequence[jax.Array]) -> tuple[jax.Array, np.ndarray]:
+  """Joins row-sharded global arrays `[B, ...]` into one `[len(arrays) * B, ...]`, on device.
+
+  Each device concatenates its own shards (no cross-device or cross-host traffic, no host
+  round-trip), so the global row order is device-major: row r of the result holds row
+  `order[r]` of the batch-major concatenation. Returns (stacked, order [len(arrays) * B]).
+  """
+  first = arrays[0]
+  sharding = first.sharding
+  if (not isinstance(sharding, NamedSharding) or not sharding.spec
+      or sharding.spec[0] != DATA or len(sharding.mesh.axis_names) != 1):
+    raise ValueError(f"stack_rows needs arrays sharded on {DATA!r} rows, got {sharding}")
+  nb, rows = len(arrays), first.shape[0]
+  shards: dict[Any, list[jax.Array]] = {}
+  for a in arrays:
+    if a.shape != first.shape or a.sharding != sharding:
+      raise ValueError(f"stack_rows: shapes/shardings differ: {a.shape} vs {first.shape}")
+    for s in a.addressable_shards:
+      shards.setdefault(s.device, []).append(s.data)
+  local = [jax.numpy.concatenate(parts) for parts in shards.values()]
+  out = jax.make_array_from_single_device_arrays((nb * rows,) + first.shape[1:], sharding, local)
+  n = sharding.mesh.shape[DATA]
+  order = np.arange(nb * rows).reshape(nb, n, rows // n).transpose(1, 0, 2).reshape(-1)
+  return out, order
+
+
+def gather_rows(arrays: Sequence[jax.Array]) -> np.ndarray:
+  """Row-sharded global arrays `[B, ...]` -> numpy `[len(arrays) * B, ...]` in batch order, on
+  every host: one transfer (and one all-gather across processes) for all of them."""
+  stacked, order = stack_rows(arrays)
+  host = to_host(stacked)
+  out = np.empty_like(host)
+  out[order] = host
+  return out
 
 
 def to_host(x: Any) -> Any:

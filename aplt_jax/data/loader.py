@@ -80,8 +80,10 @@ def fixed_batches(source, input_key: str, indices: np.ndarray, batch_size: int, 
                   read_threads: int = 4) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Walks `indices` in order in global batches of `batch_size`, the last one padded.
 
-  Yields host-local `(x, valid)`: padding rows repeat the last index and have valid False, so
-  shapes never change (one compilation) and every example counts exactly once.
+  Yields `(x, valid)`: `x` holds this process's `rows` of the global batch, `valid [batch_size]`
+  marks the real rows of the whole global batch (to index gathered outputs). Padding rows repeat
+  the last index and are not valid, so shapes never change (one compilation) and every example
+  counts exactly once.
   """
   indices = np.asarray(indices, np.int64)
   n = len(indices)
@@ -92,7 +94,7 @@ def fixed_batches(source, input_key: str, indices: np.ndarray, batch_size: int, 
     valid = np.ones(batch_size, bool)
     valid[len(idx):] = False
     idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[-1] if len(idx) else 0)])
-    return _read(source, idx[rows], input_key), valid[rows]
+    return _read(source, idx[rows], input_key), valid
 
   ds = grain.MapDataset.range(num_batches).map(make)
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
