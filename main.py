@@ -24,6 +24,20 @@ flags.DEFINE_integer("process_id", None, "This process's index (with --distribut
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with each command-line mistake (an unknown `--config.key`, a value of
+  the wrong type, a missing flag) printed as one paragraph instead of a traceback."""
+  try:
+    rest = FLAGS(argv)
+    FLAGS.config.keys()  # A --config file that failed to load raises here, not while parsing.
+    return rest
+  except Exception as e:  # pylint: disable=broad-except  # absl and ml_collections raise many
+    from aplt_jax import config_check  # pylint: disable=g-import-not-at-top
+    print(f"error: {config_check.explain_flag_error(e, argv, FLAGS['config'].parser.parse)}",
+          file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -32,13 +46,15 @@ def main(argv):
   if FLAGS.distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  from aplt_jax import errors, train  # pylint: disable=g-import-not-at-top
+  from aplt_jax import errors, preemption, train  # pylint: disable=g-import-not-at-top
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except errors.USER_ERRORS as e:
     print(f"\nerror: {e}", file=sys.stderr)
     sys.exit(2)
+  except preemption.Preempted:  # SIGTERM: the run said where its checkpoint is; a rerun resumes
+    sys.exit(0)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -7,7 +7,8 @@ iterator position is the global step (the input pipeline is indexed by step).
 
 Checkpoints are ordered by an id `10 * step + event` so the save after an offline phase sorts
 after the end-of-round save at the same step. Orbax writes to a temporary folder and renames it
-when complete, so a write killed half-way is never restored: the previous checkpoint is used.
+when complete, so a write killed half-way is never restored: the previous checkpoint is used;
+the next run removes such unfinished folders (the workdir lock guarantees no writer is active).
 """
 from __future__ import annotations
 
@@ -17,17 +18,41 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from aplt_jax import faults
+
 ONLINE, OFFLINE = 0, 1
+
+
+def directory(workdir: str) -> str:
+  """WORKDIR/checkpoints."""
+  return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """Whether WORKDIR holds a committed checkpoint (a run that can be resumed).
+
+  Committed checkpoints are the folders named by their integer id; unfinished writes live in
+  Orbax's temporary folders, whose names are not integers.
+  """
+  path = directory(workdir)
+  return os.path.isdir(path) and any(name.isdigit() for name in os.listdir(path))
+
+
+def _step_of(name: str) -> int | None:
+  """The training step of a checkpoint folder `10 * step + event` (None for item folders)."""
+  return int(name) // 10 if name.isdigit() else None
 
 
 class Checkpointer:
   """Saves and restores (state, prototypes, meta) under WORKDIR/checkpoints."""
 
   def __init__(self, workdir: str, keep: int = 2):
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.directory = directory(workdir)
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, cleanup_tmp_directories=True,
+            temporary_path_class=faults.temporary_path_class(_step_of)))
 
   def latest(self) -> int | None:
     return self.manager.latest_step()

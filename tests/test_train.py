@@ -1,9 +1,7 @@
-"""The trainer end to end at tiny scale: outputs, 1 vs 2 devices, and resume after SIGKILL."""
+"""The trainer end to end at tiny scale: outputs, 1 vs 2 devices, reruns.
+
+Resume after SIGKILL / SIGTERM at many points is tests/fault/test_kill_resume.py."""
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -11,9 +9,7 @@ import pytest
 
 from aplt_jax import metric_writer
 from aplt_jax import train
-from tiny import TINY, tiny_config
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tiny import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -72,34 +68,3 @@ def test_a_different_config_in_the_same_workdir_is_refused(runs, data_dir):
   with pytest.raises(ConfigError, match="uratio"):
     train.train_and_evaluate(tiny_config(data_dir, uratio=4), str(runs[1][0]),
                              jax.devices()[:1])
-
-
-def _main(workdir, data_dir, env_extra=None):
-  args = [sys.executable, str(ROOT / "main.py"), "--config=configs/demo.py",
-          f"--workdir={workdir}"]
-  args += [f"--config.{k}={v}" for k, v in {**TINY, "data.data_dir": data_dir}.items()]
-  env = dict(os.environ, XLA_FLAGS=os.environ["XLA_FLAGS"].replace(
-      "device_count=2", "device_count=1"), JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", **(env_extra or {}))
-  return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-
-
-@pytest.mark.slow
-def test_sigkill_and_rerun_ends_like_an_uninterrupted_run(tmp_path, data_dir, runs):
-  del runs  # Prepared the dataset and warmed the compilation cache.
-  full = _main(tmp_path / "full", data_dir)
-  assert full.returncode == 0, full.stderr[-3000:]
-  killed = _main(tmp_path / "killed", data_dir, {"APLT_FAULT": "online:7"})
-  assert killed.returncode == -9, killed.stderr[-3000:]
-  assert not (tmp_path / "killed" / "final.json").exists()
-  resumed = _main(tmp_path / "killed", data_dir)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "Resuming from step" in resumed.stdout + resumed.stderr
-  a = json.loads((tmp_path / "full" / "final.json").read_text())
-  b = json.loads((tmp_path / "killed" / "final.json").read_text())
-  for tag in ("raw", "ema"):
-    assert a[tag] == b[tag]
-  drop_time = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k and
-                             "steps_per_sec" not in k} for r in rows]
-  assert drop_time(metric_writer.read_rows(str(tmp_path / "full"))) == drop_time(
-      metric_writer.read_rows(str(tmp_path / "killed")))
