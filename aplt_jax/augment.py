@@ -388,3 +388,30 @@ def strong_batch(key: jax.Array, clips: jax.Array, cfg: AugmentConfig) -> jax.Ar
 def center_batch(clips: jax.Array, cfg: AugmentConfig) -> jax.Array:
   """[B, T, H, W, C] uint8 -> [B, T, S, S, C] centre views."""
   return jax.vmap(lambda c: center(c, cfg))(clips)
+
+
+# ---------------------------------------------------------------------- temporal jitter
+
+
+def pick_segment_frames(key: jax.Array | None, clips: jax.Array,
+                        frames_per_segment: int) -> jax.Array:
+  """One frame of each segment: [B, T*k, H, W, C] -> [B, T, H, W, C] (k = frames_per_segment).
+
+  Prepared videos store k TSN-sampled frames per segment (`aplt_jax.data.video`). With a key,
+  each clip draws its own frame in each segment (temporal jitter, before the spatial
+  augmentation); with `key=None`, the evaluation view, every segment gives frame `k // 2`.
+  k = 1 returns `clips` itself (synthetic clips store exactly the frames the model sees).
+  """
+  k = int(frames_per_segment)
+  if k == 1:
+    return clips
+  b, stored = clips.shape[:2]
+  if stored % k:
+    raise ValueError(f"clips store {stored} frames, not a multiple of frames_per_segment={k}")
+  t = stored // k
+  if key is None:
+    offsets = jnp.full((b, t), k // 2, jnp.int32)
+  else:
+    offsets = jax.random.randint(key, (b, t), 0, k)
+  idx = jnp.arange(t, dtype=jnp.int32)[None, :] * k + offsets  # [B, T]
+  return jnp.take_along_axis(clips, idx.reshape(b, t, 1, 1, 1), axis=1)

@@ -15,16 +15,40 @@ def register(modality: str):
   return wrap
 
 
-def build(modality: str, config) -> Views:
+def build(modality: str, config, **kwargs) -> Views:
+  """The views of `modality`; `kwargs` are the dataset's `view_kwargs` (e.g. frames_per_segment)."""
   if modality not in _BUILDERS:
     raise ValueError(f"No augmentation views for modality {modality!r}; known: {sorted(_BUILDERS)}.")
-  return _BUILDERS[modality](config)
+  return _BUILDERS[modality](config, **kwargs)
 
 
 @register("video")
-def _video(config) -> Views:
+def _video(config, frames_per_segment: int = 1) -> Views:
+  """Clip views; prepared videos (`frames_per_segment` k > 1) first pick one frame per segment."""
+  import jax  # pylint: disable=g-import-not-at-top
   from aplt_jax import augment  # pylint: disable=g-import-not-at-top
   cfg = augment.AugmentConfig.from_config(config.augment, config.model.image_size)
-  return Views(weak=lambda k, x: augment.weak_batch(k, x, cfg),
-               strong=lambda k, x: augment.strong_batch(k, x, cfg),
-               center=lambda x: augment.center_batch(x, cfg))
+  if frames_per_segment == 1:  # synthetic clips: exactly the frames the model sees
+    return Views(weak=lambda k, x: augment.weak_batch(k, x, cfg),
+                 strong=lambda k, x: augment.strong_batch(k, x, cfg),
+                 center=lambda x: augment.center_batch(x, cfg))
+  pick = lambda key, x: augment.pick_segment_frames(
+      None if key is None else jax.random.fold_in(key, 1), x, frames_per_segment)
+  return Views(weak=lambda k, x: augment.weak_batch(k, pick(k, x), cfg),
+               strong=lambda k, x: augment.strong_batch(k, pick(k, x), cfg),
+               center=lambda x: augment.center_batch(pick(None, x), cfg))
+
+
+@register("sequence")
+def _sequence(config) -> Views:
+  from aplt_jax import augment_seq  # pylint: disable=g-import-not-at-top
+  from aplt_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from aplt_jax.models import tcn  # pylint: disable=g-import-not-at-top
+  if config.model.name not in tcn.SEQUENCE_BACKBONES:
+    raise ConfigError(f"data.name={config.data.name!r} holds sequences, but "
+                      f"model.name={config.model.name!r} is a video backbone; set "
+                      f"--config.model.name to one of {list(tcn.SEQUENCE_BACKBONES)}.")
+  cfg = augment_seq.SeqAugmentConfig.from_config(config.augment_seq)
+  return Views(weak=lambda k, x: augment_seq.weak_batch(k, x, cfg),
+               strong=lambda k, x: augment_seq.strong_batch(k, x, cfg),
+               center=lambda x: augment_seq.center_batch(x, cfg))

@@ -13,6 +13,13 @@ def get_config(method: str = "aplt"):
   c.data.name = "ma52"
   c.data.num_classes = 52
   c.data.eval_split = "val"  # MA-52's public test labels are hidden.
+  # Stored clips: 8 segments x 2 frames, 256 x 224 (the 1296 x 1080 portrait clips scaled to
+  # 269 x 224 and centre-cropped); the model sees 8 frames at 224 x 224. These must match the
+  # `python -m aplt_jax.prepare --dataset=ma52` defaults (tests/test_video_prepare.py checks it).
+  c.data.video.num_frames = 8
+  c.data.video.frames_per_segment = 2
+  c.data.video.height = 256
+  c.data.video.width = 224
   c.data.labeled_ratio = 0.1
   c.model.name = "tsm_resnet50"
   c.model.width_mult = 1.0

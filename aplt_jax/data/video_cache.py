@@ -1,0 +1,128 @@
+"""Parallel, resumable decoding of a split's videos into shard files, read back in list order.
+
+Preparation decodes every video once (`video.decode_clip`) in a pool of processes. Videos are
+grouped into shards of `SHARD_SIZE` consecutive entries; each shard is written as one `.npz`
+(`clips` uint8 [n_ok, F, H, W, 3], `ok` bool [n], `reason`/`detail` str [n]) with a
+write-then-rename, so a killed preparation leaves only whole shards behind, and a re-run skips
+every shard already there (resumable per shard). A shard's file name carries a hash of its
+entries and the clip spec, so a changed list or spec never reuses a stale shard. The TFDS
+builder then streams the shards in order into ArrayRecord; the cache is removed afterwards.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from aplt_jax.data import video
+from aplt_jax.data.listfiles import Entry, Problem
+
+SHARD_SIZE = 16
+
+
+def _shard_path(cache_dir: str, split: str, shard: int, entries: Sequence[Entry],
+                spec: video.ClipSpec) -> str:
+  key = json.dumps([dataclasses.asdict(spec), [dataclasses.astuple(e) for e in entries]])
+  digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+  return os.path.join(cache_dir, f"{split}-{shard:05d}-{digest}.npz")
+
+
+def _shards(entries: Sequence[Entry]) -> list[tuple[int, Sequence[Entry]]]:
+  return [(s, entries[i:i + SHARD_SIZE])
+          for s, i in enumerate(range(0, len(entries), SHARD_SIZE))]
+
+
+def decode_shard(paths: Sequence[str], spec: video.ClipSpec, out_path: str,
+                 threads: int = 0) -> int:
+  """Decodes `paths` into the shard file `out_path`; returns how many decoded."""
+  clips, ok, reason, detail = [], [], [], []
+  for path in paths:
+    try:
+      clips.append(video.decode_clip(path, spec, threads=threads))
+      ok.append(True)
+      reason.append("")
+      detail.append("")
+    except video.VideoError as e:
+      ok.append(False)
+      reason.append(e.reason)
+      detail.append(e.detail)
+  arr = np.stack(clips) if clips else np.zeros((0, *spec.shape), np.uint8)
+  os.makedirs(os.path.dirname(out_path), exist_ok=True)
+  tmp = f"{out_path}.tmp{os.getpid()}.npz"
+  np.savez(tmp, clips=arr, ok=np.asarray(ok, bool), reason=np.asarray(reason, str),
+           detail=np.asarray(detail, str))
+  os.replace(tmp, out_path)
+  return len(clips)
+
+
+def decode_split(entries: Sequence[Entry], split: str, spec: video.ClipSpec, cache_dir: str, *,
+                 workers: int = 0, progress: bool = True) -> list[Problem]:
+  """Decodes every entry's video into `cache_dir` (skipping finished shards).
+
+  Args:
+    entries: the split's entries in list order.
+    split: split name (file names, problems).
+    spec: the clip shape.
+    cache_dir: where the shard files go.
+    workers: processes (0: one per CPU core; 1: decode in this process).
+    progress: show a tqdm bar over videos.
+
+  Returns:
+    The entries that failed to decode, as problems.
+  """
+  os.makedirs(cache_dir, exist_ok=True)
+  todo = [(s, chunk) for s, chunk in _shards(entries)
+          if not os.path.exists(_shard_path(cache_dir, split, s, chunk, spec))]
+  workers = workers or os.cpu_count() or 1
+  bar = None
+  if progress:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    bar = tqdm(total=len(entries), initial=len(entries) - sum(len(c) for _, c in todo),
+               desc=f"decode {split}", unit="video", dynamic_ncols=True)
+  jobs = [([e.path for e in chunk], _shard_path(cache_dir, split, s, chunk, spec), len(chunk))
+          for s, chunk in todo]
+  try:
+    if workers == 1 or len(jobs) <= 1:
+      for paths, out, n in jobs:
+        decode_shard(paths, spec, out)
+        if bar is not None:
+          bar.update(n)
+    else:
+      # spawn: the caller may hold threads (JAX, Grain) that fork would copy mid-flight.
+      ctx = multiprocessing.get_context("spawn")
+      with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+        futures = {pool.submit(decode_shard, paths, spec, out, 1): n for paths, out, n in jobs}
+        try:
+          for fut in concurrent.futures.as_completed(futures):
+            fut.result()
+            if bar is not None:
+              bar.update(futures[fut])
+        except BaseException:
+          pool.shutdown(wait=False, cancel_futures=True)
+          raise
+  finally:
+    if bar is not None:
+      bar.close()
+  problems = []
+  for s, chunk in _shards(entries):
+    with np.load(_shard_path(cache_dir, split, s, chunk, spec)) as shard:
+      ok, reason, detail = shard["ok"], shard["reason"], shard["detail"]
+    problems += [Problem(split, e.vid, str(r), str(d))
+                 for e, good, r, d in zip(chunk, ok, reason, detail) if not good]
+  return problems
+
+
+def iter_clips(entries: Sequence[Entry], split: str, spec: video.ClipSpec, cache_dir: str
+               ) -> Iterator[tuple[Entry, np.ndarray]]:
+  """(entry, clip uint8 [F, H, W, 3]) for every decoded entry, in list order."""
+  for s, chunk in _shards(entries):
+    with np.load(_shard_path(cache_dir, split, s, chunk, spec)) as shard:
+      ok, clips = shard["ok"], shard["clips"]
+    for entry, clip in zip([e for e, good in zip(chunk, ok) if good], clips):
+      yield entry, clip

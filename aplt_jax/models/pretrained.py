@@ -1,0 +1,208 @@
+"""ImageNet weights for the TSM-ResNet backbone, from a torchvision ResNet state_dict.
+
+TSM-ResNet is torchvision's ResNet (v1.5) applied per frame, with a weight-free temporal shift in
+each residual branch, and `TSMResNet` names its submodules as torchvision does. The port is thus
+a renaming plus layout changes: conv weights [O, I, kh, kw] -> Flax kernels [kh, kw, I, O];
+BatchNorm `weight`/`bias` -> `scale`/`bias` params and `running_mean`/`running_var` -> the
+`mean`/`var` batch statistics; `layerS.I.downsample.{0,1}` -> `layerS_I/downsample_{conv,bn}`;
+`fc` -> the linear `head` only when asked (`include_head`: the equivalence test), since a run's
+head has its own classes and stays random.
+
+Files: `.safetensors` are read with the `safetensors` package (no torch); `.pth`/`.pt` need torch
+(`pip install -r requirements-torch.txt`), imported only when such a file is given. Convert once
+to drop torch from a training machine:
+  python -m aplt_jax.models.pretrained --input=resnet50.pth --output=resnet50.safetensors
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+from aplt_jax.errors import ConfigError
+
+_LAYER = re.compile(r"^layer(\d+)\.(\d+)\.(.+)$")
+_BN_PARAMS = {"weight": "scale", "bias": "bias"}
+_BN_STATS = {"running_mean": "mean", "running_var": "var"}
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """`{torch name: float32 array}` from a `.safetensors` or a torch `.pth`/`.pt` file."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise ConfigError(f"model.pretrained={path!r} does not exist.")
+  if path.endswith(".safetensors"):
+    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+    raw = load_file(path)
+  else:
+    raw = _read_torch(path)
+  out = {}
+  for name, value in raw.items():
+    name = name[len("module."):] if name.startswith("module.") else name  # DataParallel
+    value = np.asarray(value)
+    out[name] = value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
+  return out
+
+
+def _read_torch(path: str) -> dict[str, np.ndarray]:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ConfigError(
+        f"Reading {path} needs PyTorch, which training does not install. Either install it "
+        "(`pip install -r requirements-torch.txt`) or convert the file once where torch is "
+        f"installed: python -m aplt_jax.models.pretrained --input={path} "
+        f"--output={os.path.splitext(path)[0]}.safetensors") from None
+  obj = torch.load(path, map_location="cpu", weights_only=True)
+  for key in ("state_dict", "model"):  # training checkpoints wrap the state_dict
+    if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+      obj = obj[key]
+  if not isinstance(obj, Mapping):
+    raise ConfigError(f"{path} holds a {type(obj).__name__}, not a state_dict.")
+  return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
+          for k, v in obj.items() if hasattr(v, "numpy")}
+
+
+def _flax_path(name: str, include_head: bool) -> tuple[str, tuple[str, ...]] | None:
+  """torch name -> ('params' | 'batch_stats', Flax path), or None for what is not ported."""
+  module, _, leaf = name.rpartition(".")
+  if leaf == "num_batches_tracked":
+    return None
+  if module == "fc":
+    if not include_head:
+      return None
+    return "params", ("head", {"weight": "kernel", "bias": "bias"}[leaf])
+  m = _LAYER.match(module)
+  if m:
+    stage, block, sub = m.groups()
+    parts = (f"layer{stage}_{block}",)
+    sub = {"downsample.0": "downsample_conv", "downsample.1": "downsample_bn"}.get(sub, sub)
+  else:
+    parts, sub = (), module
+  parts = ("backbone", *parts, sub)
+  if sub.startswith("conv") or sub == "downsample_conv":
+    if leaf != "weight":
+      raise ConfigError(f"unexpected conv parameter {name!r} (torchvision convs have no bias)")
+    return "params", (*parts, "kernel")
+  if leaf in _BN_PARAMS:
+    return "params", (*parts, _BN_PARAMS[leaf])
+  if leaf in _BN_STATS:
+    return "batch_stats", (*parts, _BN_STATS[leaf])
+  raise ConfigError(f"unexpected parameter {name!r} in a torchvision ResNet state_dict")
+
+
+def _to_flax(name: str, value: np.ndarray) -> np.ndarray:
+  if value.ndim == 4:  # conv [O, I, kh, kw] -> [kh, kw, I, O]
+    return np.transpose(value, (2, 3, 1, 0))
+  if name == "fc.weight":  # [C, d] -> [d, C]
+    return value.T
+  return value
+
+
+def _get(tree: Mapping, path: tuple[str, ...]) -> Any:
+  for p in path:
+    if not isinstance(tree, Mapping) or p not in tree:
+      return None
+    tree = tree[p]
+  return tree
+
+
+def _leaves(tree: Mapping, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, Mapping):
+      out.update(_leaves(v, (*prefix, k)))
+    else:
+      out[(*prefix, k)] = v
+  return out
+
+
+def _set(tree: Mapping, path: tuple[str, ...], value: Any) -> dict:
+  """A copy of the nested dict `tree` with `path` replaced (dicts copied along the path)."""
+  out = dict(tree)
+  out[path[0]] = value if len(path) == 1 else _set(tree[path[0]], path[1:], value)
+  return out
+
+
+def port(state_dict: Mapping[str, np.ndarray], params: Mapping, batch_stats: Mapping, *,
+         include_head: bool = False, source: str = "the state_dict") -> tuple[dict, dict]:
+  """`(params, batch_stats)` of a Classifier(TSMResNet) with the torchvision weights put in.
+
+  `params` / `batch_stats` give the structure, shapes and dtypes (arrays or ShapeDtypeStructs);
+  the result holds numpy arrays where the file filled them and the given leaves elsewhere.
+
+  Every backbone parameter and statistic must be filled, with the same shape; anything left
+  over in the state_dict (other than `fc` and `num_batches_tracked`) is an error too, so a
+  ResNet-18 file given to a ResNet-50 model fails with the names that differ.
+
+  Raises:
+    ConfigError: naming the missing, unexpected or mis-shaped entries.
+  """
+  new = {"params": dict(params), "batch_stats": dict(batch_stats)}
+  filled, unexpected, mismatched = set(), [], []
+  for name, value in state_dict.items():
+    target = _flax_path(name, include_head)
+    if target is None:
+      continue
+    coll, path = target
+    current = _get(new[coll], path)
+    if current is None:
+      unexpected.append(name)
+      continue
+    value = _to_flax(name, np.asarray(value))
+    if tuple(value.shape) != tuple(current.shape):
+      mismatched.append(f"{name} {tuple(value.shape)} vs {'/'.join(path)} "
+                        f"{tuple(current.shape)}")
+      filled.add((coll, path))  # present, reported as mis-shaped rather than missing
+      continue
+    new[coll] = _set(new[coll], path, value.astype(current.dtype))
+    filled.add((coll, path))
+  wanted = {(coll, path) for coll in ("params", "batch_stats")
+            for path in _leaves(new[coll]) if path[0] == "backbone" or (
+                include_head and path[0] == "head")}
+  missing = sorted("/".join((c, *p)) for c, p in wanted - filled)
+  if missing or unexpected or mismatched:
+    parts = []
+    if mismatched:
+      parts.append(f"{len(mismatched)} with other shapes, in Flax layout "
+                   f"({'; '.join(mismatched[:3])})")
+    if missing:
+      parts.append(f"{len(missing)} model entries not in the file ({', '.join(missing[:3])})")
+    if unexpected:
+      parts.append(f"{len(unexpected)} file entries the model lacks ({', '.join(unexpected[:3])})")
+    raise ConfigError(
+        f"The weights in {source} do not fit this backbone: {'; '.join(parts)}. ImageNet ResNets "
+        "fit model.name=tsm_resnet18/34/50 of the same depth with model.width_mult=1.0, "
+        "model.stem='imagenet' and model.input_mode='rgb' (or 'diff').")
+  return new["params"], new["batch_stats"]
+
+
+def load_into_state(state, path: str, mesh):
+  """`state` with its backbone (params, EMA params, BatchNorm statistics) from `path`."""
+  from aplt_jax import parallel  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  host = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+  params, stats = port(read_state_dict(path), host["params"], host["batch_stats"], source=path)
+  # Two transfers: params and EMA params must not share buffers (the train step donates both).
+  return state.replace(params=parallel.replicate(mesh, params),
+                       ema_params=parallel.replicate(mesh, params),
+                       batch_stats=parallel.replicate(mesh, stats))
+
+
+def main(argv=None) -> None:
+  """`--input=X.pth --output=Y.safetensors`: convert a torch state_dict once (needs torch)."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description=main.__doc__)
+  parser.add_argument("--input", required=True)
+  parser.add_argument("--output", required=True)
+  args = parser.parse_args(argv)
+  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+  tensors = {k: np.ascontiguousarray(v) for k, v in read_state_dict(args.input).items()}
+  save_file(tensors, args.output)
+  print(f"wrote {len(tensors)} tensors to {args.output}")
+
+
+if __name__ == "__main__":
+  main()
