@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from aplt_jax import faults
 from aplt_jax import losses
 from aplt_jax.ssl import SSLMethod
 from aplt_jax.state import Prototypes, TrainState
@@ -152,6 +153,7 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
       chunk = lambda a, i: a[offsets[i]:offsets[i + 1]]
       terms, aux = {}, {}
       terms["sup_logits"] = jnp.mean(losses.cross_entropy(chunk(logits, 0), y))
+      terms["sup_logits"] = faults.poison(terms["sup_logits"], state.step, "nan")  # tests only
       zero = jnp.zeros((), jnp.float32)
       terms["sup_margin"] = zero
       terms["u_logits"] = zero
@@ -191,6 +193,7 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
 
     (loss, (terms, aux, batch_stats, new_ssl)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
+    grads = faults.poison(grads, state.step, "nan_grad")  # tests only; unarmed, a no-op
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     d = ema_decay_at(state.step, ema_decay)

@@ -27,10 +27,12 @@ from aplt_jax import metric_writer
 from aplt_jax import models
 from aplt_jax import offline
 from aplt_jax import parallel
+from aplt_jax import preemption
 from aplt_jax import report
 from aplt_jax import ssl
 from aplt_jax import steps
 from aplt_jax import views as views_lib
+from aplt_jax import workdir as workdir_lib
 from aplt_jax.data import loader
 from aplt_jax.data import split as split_lib
 from aplt_jax.state import Prototypes
@@ -82,7 +84,9 @@ class Run:
     self.workdir = workdir
     self.mesh = parallel.make_mesh(devices)
     self.progress = _Progress(config.progress)
+    self.preempt = preemption.Watcher()  # train_and_evaluate enters it (the SIGTERM handler)
     c = config
+    config_check.check_against_mesh(c, self.mesh)  # before preparing any data
     self.dataset = data_lib.build(c.data)
     config_check.check_against_data(c, self.dataset, self.mesh)
     self.num_classes = self.dataset.num_classes
@@ -106,7 +110,7 @@ class Run:
     self.schedule = Schedule(c.total_steps, min(c.warmup_steps, c.total_steps), steps_per_round)
 
     self.model = models.build(c.model.name, self.num_classes, **models.kwargs_from_config(c.model))
-    self.views = views_lib.build(self.dataset.modality, c)
+    self.views = views_lib.build(self.dataset.modality, c, **self.dataset.view_kwargs)
     self.tx = steps.make_optimizer(c.optim, c.total_steps)
     rep, dat = parallel.replicated(self.mesh), parallel.data_sharded(self.mesh)
     weights = steps.LossWeights.from_config(c)
@@ -144,6 +148,9 @@ class Run:
         num_classes=self.num_classes, num_unlabeled=len(self.unlabeled)),
         out_shardings=parallel.replicated(self.mesh))
     state = init(jax.random.fold_in(self.root_key, 0))
+    if c.model.pretrained:  # ImageNet backbone weights; the head stays random
+      from aplt_jax.models import pretrained  # pylint: disable=g-import-not-at-top
+      state = pretrained.load_into_state(state, c.model.pretrained, self.mesh)
     _, feats = jax.eval_shape(lambda s: s.apply_fn({"params": s.params,
                                                     "batch_stats": s.batch_stats},
                                                    sample_x, train=False), state)
@@ -169,10 +176,15 @@ class Run:
         bad = [k for k, v in m.items() if k.startswith("loss") or k == "grad_norm"
                if not np.isfinite(v)]
         if bad:
+          what = ("loss terms" if any(k.startswith("loss") for k in bad) else
+                  "gradients (the loss is finite)")
+          last = self.ckpt.latest()
+          kept = (f"the last good checkpoint (step {last // 10}) in {self.ckpt.directory} is "
+                  "kept" if last is not None else "no checkpoint had been written yet")
           raise FloatingPointError(
-              f"Non-finite training values at step {s} (round {round_}, {phase}): "
-              f"{', '.join(f'{k}={m[k]}' for k in bad)}. The run stops here; the last good "
-              f"checkpoint in {self.ckpt.directory} is kept.")
+              f"Training diverged at step {s} (round {round_}, {phase}): non-finite {what}: "
+              f"{', '.join(f'{k}={m[k]}' for k in bad)}. The run stops here; {kept}. Lower "
+              "optim.lr or set optim.grad_clip, and check the data for extreme values.")
       mean = {f"train/{k}": float(np.mean([m[k] for m in host])) for k in host[0]}
       mean["train/steps_per_sec"] = len(pending) / max(time.time() - window_start, 1e-9)
       self.writer.write(step, round_, phase, mean)
@@ -193,9 +205,15 @@ class Run:
       if step % c.eval.every_steps == 0 or last:
         flush(step)
         self.log_eval(state, protos, step, round_)
-      if step % c.checkpoint_every == 0 or last:
+      saved = step % c.checkpoint_every == 0 or last
+      if saved:
         flush(step)
         self.save(state, protos, step, round_, ckpt_lib.ONLINE)
+      if self.preempt.should_stop(step):
+        if not saved:
+          flush(step)
+          self.save(state, protos, step, round_, ckpt_lib.ONLINE)
+        self.stop_preempted(step, round_)
     if bar is not None:
       bar.close()
     return state
@@ -207,14 +225,14 @@ class Run:
     n = len(source) if n is None else n
     bs = self.config.eval.batch_size
     rows = parallel.process_slice(bs, self.mesh)
-    scores, feats = [], []
-    for x, valid in loader.fixed_batches(source, self.dataset.input_key, np.arange(n), bs, rows,
-                                         self.config.data.read_threads):
-      s, f = self.eval_step(state, parallel.global_batch(self.mesh, x), protos, use_ema)
-      s, f = parallel.to_host((s, f))
-      scores.append(s[valid])
-      feats.append(f[valid])
-    return np.concatenate(scores), np.concatenate(feats)
+    outs, valid = [], []
+    for x, v in loader.fixed_batches(source, self.dataset.input_key, np.arange(n), bs, rows,
+                                     self.config.data.read_threads):
+      # Dispatched back to back and fetched once at the end: no host round-trip per batch.
+      outs.append(self.eval_step(state, parallel.global_batch(self.mesh, x), protos, use_ema))
+      valid.append(v)
+    valid = np.concatenate(valid)
+    return tuple(parallel.gather_rows([o[i] for o in outs])[valid] for i in (0, 1))
 
   def log_eval(self, state, protos, step, round_):
     labels = self.dataset.eval_labels
@@ -232,7 +250,14 @@ class Run:
     meta = {"step": step, "round": round_, "metrics_rows": self.writer.rows,
             "seconds": self.seconds()}
     self.ckpt.save(step, event, state, protos, meta)
-    faults.maybe_die("checkpoint", step)
+
+  def stop_preempted(self, step, round_):
+    """After SIGTERM: waits for the checkpoint of `step` and stops with `Preempted`."""
+    self.ckpt.wait()
+    msg = (f"Preempted (SIGTERM) after step {step} (round {round_}); the checkpoint is saved in "
+           f"{self.ckpt.directory}. Rerun the same command to resume.")
+    self.progress.say(msg)
+    raise preemption.Preempted(msg)
 
   def seconds(self) -> float:
     return self.seconds_before + time.time() - self.t0
@@ -253,6 +278,8 @@ class Run:
       self.progress.say(f"Resuming from step {meta['step']} (round {meta['round']}) in "
                         f"{self.ckpt.directory}.")
     self.writer = metric_writer.MetricWriter(self.workdir, keep_rows=rows)
+    if restored is None:
+      self.log_skipped()
     self.last_eval, self.last_offline = {}, {}
     step = int(state.step)
     self.progress.say(
@@ -272,6 +299,8 @@ class Run:
           and int(protos.round) < r):
         protos = self.offline_phase(state, r, step)
         self.save(state, protos, step, r, ckpt_lib.OFFLINE)
+        if self.preempt.requested:
+          self.stop_preempted(step, r)
       state = self.run_steps(self.online_step, self.batches[self.method.uses_unlabeled], state,
                              protos, step, stop, r, "online")
       step = stop
@@ -281,6 +310,18 @@ class Run:
     self.ckpt.close()
     self.writer.close()
     return result
+
+  def log_skipped(self) -> None:
+    """Samples the data preparation skipped: one `data` row of `data/skipped_*` and a line."""
+    skipped = self.dataset.skipped
+    if skipped is None:
+      return
+    row = {f"data/skipped_{k.replace('/', '_')}": n for k, n in skipped.items()}
+    row["data/skipped_total"] = sum(skipped.values())
+    self.writer.write(0, 0, "data", row)
+    if row["data/skipped_total"]:
+      self.progress.say(f"Data preparation skipped {row['data/skipped_total']} samples "
+                        f"({', '.join(f'{k}: {n}' for k, n in skipped.items())}).")
 
   def offline_phase(self, state, r: int, step: int):
     c = self.config
@@ -310,11 +351,16 @@ class Run:
     labels = self.dataset.eval_labels
     final = {"method": c.method, "dataset": c.data.name, "seed": c.seed,
              "labeled": int(len(self.labeled)), "steps": c.total_steps,
-             "seconds": self.seconds(), "eval_split": c.data.eval_split}
+             "seconds": self.seconds(), "eval_split": c.data.eval_split,
+             "class_names": list(self.dataset.class_names)}
+    if self.dataset.skipped is not None:
+      final["data_skipped"] = dict(self.dataset.skipped)
     feats_ema = None
     for tag, use_ema in (("raw", False), ("ema", True)):
       scores, feats = self.predict(state, protos, use_ema)
       final[tag] = evaluate_lib.classification_metrics(scores, labels, self.num_classes)
+      if self.dataset.evaluate_extra is not None:  # e.g. MA-52's protocol
+        final[tag]["protocol"] = self.dataset.evaluate_extra(scores, labels)
       if use_ema:
         feats_ema = feats
     if jax.process_index() == 0:
@@ -344,8 +390,18 @@ def train_and_evaluate(config, workdir: str, devices=None) -> dict:
   """Trains `config.method` as configured, writing everything to `workdir`; returns final.json.
 
   Rerunning with the same arguments after an interruption continues from the last checkpoint.
+  One process at a time may run in `workdir` (a lock); a different config is refused once the
+  workdir holds progress. On SIGTERM the run checkpoints after the current step and raises
+  `preemption.Preempted` (a SystemExit with code 0).
   """
   config_check.check_config(config)
   os.makedirs(workdir, exist_ok=True)
-  config_check.write_or_compare_config(config, workdir)
-  return Run(config, workdir, devices).run()
+  with workdir_lib.lock(workdir, enabled=jax.process_index() == 0):
+    config_check.write_or_compare_config(config, workdir, workdir_lib.holds_run(workdir))
+    run = Run(config, workdir, devices)
+    with run.preempt:
+      try:
+        return run.run()
+      finally:  # an in-flight checkpoint completes even when the run stops on an error
+        if getattr(run, "ckpt", None) is not None:
+          run.ckpt.wait()

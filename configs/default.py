@@ -37,6 +37,24 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.synthetic.num_frames = 8
   c.data.synthetic.size = 32
   c.data.synthetic.seed = 0  # The dataset's own seed (fixed across runs: runs differ by `seed`).
+  # Pose and sensor sequences, data.name = npz | npy_folder | watch (aplt_jax/data/sequences.py);
+  # the source is data.manual_dir (watch: the file shipped in the seglearn package).
+  c.data.sequence = ml_collections.ConfigDict()
+  c.data.sequence.window = config_dict.placeholder(int)  # Steps per window; None: the dataset's
+  # default (watch: 200 = 4 s at 50 Hz; npz / npy_folder: 0 = whole sequences, one length).
+  c.data.sequence.stride = config_dict.placeholder(int)  # None: the dataset's (watch 100) or half.
+  c.data.sequence.test_subjects = ()  # Held-out subjects; (): the dataset's (watch: 8, 9, 10).
+  c.data.sequence.test_fraction = 0.2  # Held out when the source has no split nor test subjects.
+  c.data.sequence.test_seed = 0  # Seed of that train / test draw (the dataset's own, fixed).
+  c.data.sequence.normalize = True  # Per-channel standardisation, statistics of the train split.
+  # Real videos, data.name = ma52 | ma12 | list_files | class_folder, prepared once from
+  # data.manual_dir by `python -m aplt_jax.prepare` (these knobs name the prepared copy).
+  c.data.video = ml_collections.ConfigDict()
+  c.data.video.num_frames = 8  # T: TSN segments, the frames the model sees per clip.
+  c.data.video.frames_per_segment = 2  # Stored per segment; training picks one (temporal jitter).
+  c.data.video.height = 128  # Stored frame size (scaled to cover it, then centre-cropped).
+  c.data.video.width = 128
+  c.data.video.test_fraction = 0.2  # class_folder without split folders: held out per class.
 
   # ---- Model ------------------------------------------------------------------------------
   c.model = ml_collections.ConfigDict()
@@ -51,6 +69,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dtype = "float32"  # "bfloat16" on accelerators (float32 master weights).
   c.model.pretrained = ""  # torchvision ResNet state_dict (.pth / .safetensors) to start from.
   c.model.image_size = 32  # Model input side, after cropping.
+  # Temporal convolution network for sequences (model.name = "tcn", aplt_jax/models/tcn.py).
+  c.model.tcn_width = 64  # Channels of every block (= the feature dimension d).
+  c.model.tcn_depth = 4  # Residual blocks; block i dilates by 2**i.
+  c.model.tcn_kernel = 5  # Temporal kernel size.
+  c.model.tcn_stride = 2  # Stride of the stem conv (time downsampling before the blocks).
 
   # ---- Augmentation (DESIGN 5) ------------------------------------------------------------
   c.augment = ml_collections.ConfigDict()
@@ -60,6 +83,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.augment.num_ops = 2
   c.augment.magnitude_max = 1.0
   c.augment.cutout = 0.5
+
+  # ---- Sequence augmentation (aplt_jax/augment_seq.py; modality "sequence") -----------------
+  c.augment_seq = ml_collections.ConfigDict()
+  c.augment_seq.out_len = 0  # Time steps of every view; 0: the stored length.
+  c.augment_seq.crop_scale = (0.8, 1.0)  # Weak: random time crop (fraction), resampled to out_len.
+  c.augment_seq.scale_std = 0.1  # Weak: per-channel gain ~ N(1, scale_std).
+  c.augment_seq.jitter_std = 0.03  # Weak: additive Gaussian noise (inputs have unit std).
+  c.augment_seq.magnitude_warp = 0.2  # Strong: std of a smooth random per-channel gain curve.
+  c.augment_seq.time_warp = 0.5  # Strong: max relative speed change of a smooth time warp (< 1).
+  c.augment_seq.channel_drop = 0.1  # Strong: probability of zeroing each channel (or joint).
+  c.augment_seq.time_mask = 0.2  # Strong: max fraction of the steps zeroed, as one span.
 
   # ---- Optimisation -----------------------------------------------------------------------
   c.batch_size = 16  # Labeled clips per global step (divisible by the device count).

@@ -26,6 +26,14 @@ class Dataset:
     num_classes, class_names: the label space.
     modality: 'video' or 'sequence' (picks the augmentation views).
     input_key: the record field holding the clip.
+    view_kwargs: extra arguments of the modality's views (prepared videos: frames_per_segment).
+    evaluate_extra: optional `(scores [N, C], labels [N]) -> dict`, the dataset's own evaluation
+      protocol (MA-52's), added to final.json beside the standard metrics.
+    skipped: samples dropped at preparation (corrupt, empty, bad label, ...) as
+      `{'<split>/<reason>': count}`, or None for a dataset that reports nothing (synthetic). The
+      trainer logs them once as `data/skipped_*` and writes them to final.json. Left None by a
+      builder, `build` fills it from the prepared train split's metadata `report`
+      (`{split: {'skipped_by_reason': {reason: n}}}`, as the video builders store it).
   """
   name: str
   train: Any
@@ -36,6 +44,9 @@ class Dataset:
   class_names: list[str]
   modality: str = "video"
   input_key: str = "video"
+  view_kwargs: dict = dataclasses.field(default_factory=dict)
+  evaluate_extra: Callable[[np.ndarray, np.ndarray], dict] | None = None
+  skipped: dict[str, int] | None = None
 
 
 _BUILDERS: dict[str, Callable[[Any], Dataset]] = {}
@@ -56,7 +67,21 @@ def build(data_cfg) -> Dataset:
   """Prepares (if needed) and opens the dataset `data_cfg.name`."""
   if data_cfg.name not in _BUILDERS:
     raise DataError(f"data.name={data_cfg.name!r} is not a known dataset; choose one of {names()}.")
-  return _BUILDERS[data_cfg.name](data_cfg)
+  dataset = _BUILDERS[data_cfg.name](data_cfg)
+  if dataset.skipped is None:
+    builder = getattr(dataset.train, "builder", None)
+    metadata = getattr(getattr(builder, "info", None), "metadata", None) or {}
+    dataset.skipped = skipped_counts(metadata.get("report"))
+  return dataset
+
+
+def skipped_counts(report: Any) -> dict[str, int] | None:
+  """`{'<split>/<reason>': n}` from a preparation report `{split: {'skipped_by_reason': {reason:
+  n}, ...}}`; None when there is no report."""
+  if not isinstance(report, dict):
+    return None
+  return {f"{split}/{reason}": int(n) for split, r in sorted(report.items())
+          for reason, n in sorted((r.get("skipped_by_reason") or {}).items())}
 
 
 def default_data_dir(data_cfg) -> str:
@@ -78,16 +103,27 @@ def _synthetic(data_cfg) -> Dataset:
                  class_names=list(synthetic.CLASS_NAMES[:cfg.num_classes]))
 
 
-def _needs_video_issue(name: str, classes: int):
+def _prepared_videos(name: str):
+  """Videos prepared by `python -m aplt_jax.prepare` (aplt_jax/data/video.py, builders.py)."""
   def build_fn(data_cfg) -> Dataset:
-    root = data_cfg.manual_dir or "<manual_dir>"
-    raise DataError(
-        f"The {name} dataset is read from the MA-52 list-file layout: {root}/label_name.txt, "
-        f"{root}/{{train,val,test}}_list_videos.txt and {root}/videos_{{train,val,test}}/*.mp4 "
-        f"({classes} classes), prepared once into ArrayRecord under data.data_dir. Video "
-        "preparation is not part of this release yet; train on data.name='synthetic' meanwhile.")
+    from aplt_jax.data import videos  # pylint: disable=g-import-not-at-top
+    return videos.open_dataset(name, data_cfg)
   return build_fn
 
 
-register("ma52")(_needs_video_issue("MA-52", 52))
-register("ma12")(_needs_video_issue("MA-12", 12))
+for _name in ("ma52", "ma12", "list_files", "class_folder"):
+  register(_name)(_prepared_videos(_name))
+del _name
+
+
+def _sequences(name: str):
+  """Pose and sensor sequences (aplt_jax/data/sequences.py): npz, npy_folder, watch."""
+  def build_fn(data_cfg) -> Dataset:
+    from aplt_jax.data import sequences  # pylint: disable=g-import-not-at-top
+    return sequences.open_dataset(name, data_cfg)
+  return build_fn
+
+
+for _name in ("npz", "npy_folder", "watch"):
+  register(_name)(_sequences(_name))
+del _name

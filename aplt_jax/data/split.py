@@ -1,10 +1,16 @@
-"""The labeled subset: drawn per class, seeded, written to WORKDIR/split.json, reused on resume."""
+"""The labeled subset: drawn per class, seeded, written to WORKDIR/split.json, reused on resume.
+
+Errors are `ConfigError` (the budget or the workdir's split) or `DataError` (labels that do not fit
+`data.num_classes`), one paragraph each, printed by main.py without a traceback.
+"""
 from __future__ import annotations
 
 import json
 import os
 
 import numpy as np
+
+from aplt_jax.errors import ConfigError, DataError
 
 
 def draw_labeled(labels: np.ndarray, num_classes: int, *, seed: int,
@@ -16,21 +22,23 @@ def draw_labeled(labels: np.ndarray, num_classes: int, *, seed: int,
   have at least one training clip (otherwise no labeled clip can seed its cluster).
   """
   if (ratio is None) == (per_class is None):
-    raise ValueError("Set exactly one of data.labeled_ratio and data.labels_per_class "
+    raise ConfigError("Set exactly one of data.labeled_ratio and data.labels_per_class "
                      f"(got labeled_ratio={ratio}, labels_per_class={per_class}).")
   if ratio is not None and not 0.0 < ratio <= 1.0:
-    raise ValueError(f"data.labeled_ratio={ratio} must be in (0, 1].")
+    raise ConfigError(f"data.labeled_ratio={ratio} must be in (0, 1].")
   if per_class is not None and per_class < 1:
-    raise ValueError(f"data.labels_per_class={per_class} must be at least 1.")
+    raise ConfigError(f"data.labels_per_class={per_class} must be at least 1: every class "
+                      "needs a labeled clip to seed its cluster.")
   labels = np.asarray(labels)
   if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-    raise ValueError(f"Training labels span [{labels.min()}, {labels.max()}], outside "
+    raise DataError(f"Training labels span [{labels.min()}, {labels.max()}], outside "
                      f"[0, {num_classes}): data.num_classes={num_classes} disagrees with the data.")
   counts = np.bincount(labels, minlength=num_classes)
   empty = np.flatnonzero(counts == 0)
   if empty.size:
-    raise ValueError(f"Classes {empty.tolist()} have no training clips, so no labeled clip can "
-                     "seed their cluster; fix data.num_classes or the dataset.")
+    raise DataError(f"Classes {empty.tolist()} have no training clips, so the labeled budget "
+                    "leaves them without a labeled clip to seed their cluster; fix "
+                    "data.num_classes or the dataset.")
   rng = np.random.default_rng([seed, 7])
   chosen = []
   for c in range(num_classes):
@@ -52,13 +60,13 @@ def load_or_create(workdir: str, labels: np.ndarray, num_classes: int, *, seed: 
     with open(path) as f:
       saved = json.load(f)
     if saved != record:
-      raise ValueError(
+      raise ConfigError(
           f"{path} holds a different labeled split (labeled_ratio={saved.get('labeled_ratio')}, "
           f"labels_per_class={saved.get('labels_per_class')}, split_seed={saved.get('split_seed')}, "
           f"{len(saved.get('labeled', []))} clips) than this config asks for; resuming would mix "
           "two experiments. Use a new --workdir, or restore the original config.")
     return labeled
-  tmp = path + ".tmp"
+  tmp = f"{path}.{os.getpid()}.tmp"  # Per process: a multi-host job's processes share it.
   with open(tmp, "w") as f:
     json.dump(record, f)
   os.replace(tmp, path)

@@ -94,3 +94,6 @@ def _tsm_factory(depth: int) -> BackboneFactory:
 for _depth in (10, 18, 34, 50):
   register(f"tsm_resnet{_depth}")(_tsm_factory(_depth))
 del _depth
+
+# Backbones defined in their own modules register themselves on import (after `register` exists).
+from aplt_jax.models import tcn as _tcn  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -3,7 +3,7 @@ plus APLT's ablations at 10%. Each run is configs/demo.py (700 steps, ~3 min on 
 
   python -m aplt_jax.experiments --grid=configs/grids/synthetic.py --out=runs/grid_synthetic
 
-Cost: 36 comparison runs + 18 ablation runs = 54 runs, about 2.5 h on 2 CPU cores.
+Cost: 36 comparison runs + 15 ablation runs = 51 runs, about 2.5 h on 2 CPU cores.
 """
 from aplt_jax.data.synthetic import CLASS_NAMES
 from configs import demo
@@ -23,7 +23,6 @@ def get_grid():
           "no_threshold": {"aplt.threshold": "none"},
           "no_labeled_views": {"aplt.labeled_views": 0},
           "no_margin": {"aplt.margin": 0.0},
-          "no_proto_losses": {"aplt.alpha": 0.0, "aplt.beta": 0.0},
           "offline_every2": {"aplt.offline_every": 2},
           "sync": {"aplt.sync": True},
       },
