@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+import tiny
 import videogen
 from aplt_jax import ma52
 from aplt_jax import models
@@ -22,25 +23,15 @@ from configs import ma52 as ma52_config
 
 
 PARAMS = builders.VideoParams(num_frames=4, frames_per_segment=2, height=16, width=16)
+# The shared tiny run, on the MA-52 config's model family and with video clips.
 TINY = {
+    **{k: v for k, v in tiny.TINY.items() if not k.startswith(("data.synthetic.", "data.num_"))},
     "data.labeled_ratio": 0.5,  # 1 of each class's 2 training clips
-    "data.read_threads": 2,
     "model.name": "tsm_resnet10",
-    "model.width_mult": 0.125,
     "model.stem": "small",
     "model.dtype": "float32",
-    "model.image_size": 12,
-    "batch_size": 4,
-    "uratio": 2,
     "total_steps": 6,
-    "warmup_steps": 2,
-    "steps_per_round": 4,
-    "aplt.labeled_views": 1,
-    "eval.batch_size": 8,
-    "eval.every_steps": 100,
-    "log_every": 1,
     "checkpoint_every": 100,
-    "progress": False,
     **{f"data.video.{k}": v for k, v in vars(PARAMS).items()},
 }
 
