@@ -1,8 +1,8 @@
 """Orbax checkpoints of everything a run needs to continue exactly (DESIGN 3).
 
 One checkpoint = the TrainState (params, batch stats, EMA params, optimizer state, step, RNG,
-SSL method state), the current Prototypes, and JSON metadata (round, phase, rows of
-metrics.jsonl written so far). The labeled split lives in WORKDIR/split.json, and the data
+SSL method state), the current Prototypes, and JSON metadata (step, round, rows of
+metrics.jsonl written so far, elapsed seconds); the phase is in the checkpoint id (below). The labeled split lives in WORKDIR/split.json, and the data
 iterator position is the global step (the input pipeline is indexed by step).
 
 Checkpoints are ordered by an id `10 * step + event` so the save after an offline phase sorts

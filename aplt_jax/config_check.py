@@ -14,6 +14,7 @@ import os
 import re
 from typing import Any, Callable, Sequence
 
+from aplt_jax import workdir as workdir_lib
 from aplt_jax.errors import ConfigError
 
 
@@ -136,10 +137,7 @@ def write_or_compare_config(config, workdir: str, holds_run: bool = True) -> Non
           f"{workdir} already holds a run with a different config ({shown}"
           f"{', ...' if len(diff) > 6 else ''}). Resuming it with this config would mix two "
           "experiments: use a new --workdir, or rerun with the original config.")
-  tmp = f"{path}.{os.getpid()}.tmp"  # Per process: a multi-host job's processes share it.
-  with open(tmp, "w") as f:
-    json.dump(current, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
+  workdir_lib.write_json(path, current, indent=1, sort_keys=True)
 
 
 

@@ -42,11 +42,13 @@ def _by(records, **match):
   return [r for r in records if all(r[k] == v for k, v in match.items())]
 
 
-def _mean_std(values) -> str:
+def _mean_std(values, num_seeds: int) -> str:
+  """'mean ± std' in %, with '(n=k)' when only k of the grid's seeds have finished."""
   values = 100 * np.asarray(values, float)
   if not len(values):
     return "–"
-  return f"{values.mean():.1f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.1f}"
+  partial = f" (n={len(values)})" if len(values) < num_seeds else ""
+  return f"{values.mean():.1f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.1f}{partial}"
 
 
 def _paired(records, budget, a: str, b: str, key="top1_ema"):
@@ -82,7 +84,7 @@ def results_markdown(grid: dict, records) -> str:
     row = [m]
     for b in budgets:
       for key in ("top1_ema", "mean_class_acc"):
-        cell = _mean_std([r[key] for r in _by(records, budget=b, method=m)])
+        cell = _mean_std([r[key] for r in _by(records, budget=b, method=m)], len(grid["seeds"]))
         row.append(f"**{cell}**" if best[b, key] == m and cell != "–" else cell)
     lines.append("| " + " | ".join(row) + " |")
   if "aplt" in methods:
@@ -101,7 +103,8 @@ def results_markdown(grid: dict, records) -> str:
       variant = f"aplt-{name}"
       row = [variant, ", ".join(f"{k}={v}" for k, v in over.items())]
       for b in grid["ablation_budgets"]:
-        row.append(_mean_std([r["top1_ema"] for r in _by(records, budget=b, method=variant)]))
+        row.append(_mean_std([r["top1_ema"] for r in _by(records, budget=b, method=variant)],
+                             len(grid["seeds"])))
         row.append(_diff_cell(_paired(records, b, variant, "aplt")))
       lines.append("| " + " | ".join(row) + " |")
   total = sum(r["seconds"] for r in records)
@@ -195,7 +198,8 @@ def plot_per_class(grid, records, path: str, class_names=None) -> None:
       if class_names is not None:
         ax.set_xticks(x, class_names[:len(mean)], rotation=30, ha="right", fontsize=8)
     ax.set(ylabel="accuracy (%)", title=f"{b} labels")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # a budget with no finished run has no bars
+      ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
   fig.tight_layout()
   fig.savefig(path, dpi=120)

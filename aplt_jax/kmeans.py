@@ -55,7 +55,7 @@ def _psum(x: jax.Array, axis_name: str | None) -> jax.Array:
   return x if axis_name is None else lax.psum(x, axis_name)
 
 
-def _segment_sum(data: jax.Array, ids: jax.Array, mask: jax.Array, k: int) -> jax.Array:
+def segment_sum(data: jax.Array, ids: jax.Array, mask: jax.Array, k: int) -> jax.Array:
   """Sums rows of `data` [N, ...] into `k` segments by `ids` [N]; masked-out rows go nowhere.
 
   Masked rows are sent to an extra segment `k` that is cut off, so no [N, ...] copy is made.
@@ -141,7 +141,7 @@ def spherical_kmeans(
   clamped = valid & (labels >= 0)
 
   def centres_from(assign, mask, prev):
-    sums = _psum(_segment_sum(z, assign, mask, k), axis_name)  # [K, d]
+    sums = _psum(segment_sum(z, assign, mask, k), axis_name)  # [K, d]
     sq = jnp.sum(sums * sums, axis=-1, keepdims=True)
     fresh = sums * lax.rsqrt(jnp.maximum(sq, _EPS * _EPS))
     return jnp.where(sq > _EPS * _EPS, fresh, prev)
@@ -199,8 +199,8 @@ def euclidean_kmeans(
 
   def step(centres):
     assign, _ = assign_to(centres)
-    sums = _psum(_segment_sum(x, assign, valid, k), axis_name)  # [K, d]
-    counts = _psum(_segment_sum(ones, assign, valid, k), axis_name)[:, None]  # [K, 1]
+    sums = _psum(segment_sum(x, assign, valid, k), axis_name)  # [K, d]
+    counts = _psum(segment_sum(ones, assign, valid, k), axis_name)[:, None]  # [K, 1]
     return jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), centres)
 
   num_iters, centres, shift = _lloyd_loop(init_centers, step, max_iter, tol)

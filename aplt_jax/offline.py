@@ -47,11 +47,6 @@ class OfflineResult(NamedTuple):
   objective: jax.Array
 
 
-def _segment_sum(data, ids, mask, k):
-  ids = jnp.where(mask, ids, k)
-  return jax.ops.segment_sum(data, ids, num_segments=k + 1)[:k]
-
-
 @functools.partial(jax.jit, static_argnames=("num_classes", "threshold"))
 def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, labeled_spread_q, *,
             num_classes, threshold):
@@ -84,7 +79,7 @@ def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, label
       q=q, kappa=kappa, labeled_spread_q=labeled_spread_q)
 
   # E4: normalise(mean) == normalise(sum); a class with no member keeps its k-means centre.
-  sums = _segment_sum(z, y, is_l, c) + _segment_sum(z, assign, keep, c)
+  sums = kmeans.segment_sum(z, y, is_l, c) + kmeans.segment_sum(z, assign, keep, c)
   sq = jnp.sum(sums * sums, axis=-1, keepdims=True)
   protos = jnp.where(sq > 0, kmeans.l2_normalize(sums), kmeans_centers)
   return protos, dist_u, keep, tau

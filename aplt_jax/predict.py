@@ -23,6 +23,7 @@ import numpy as np
 from aplt_jax import models
 from aplt_jax import steps
 from aplt_jax import views as views_lib
+from aplt_jax import workdir as workdir_lib
 from aplt_jax.data import listfiles, video
 from aplt_jax.errors import DataError
 from aplt_jax.state import Prototypes, TrainState
@@ -218,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
   for p in problems:
     print(f"skipped {p.vid}: {p.reason} ({p.detail})", file=sys.stderr)
   if args.output:
-    listfiles.write_json(os.path.abspath(args.output), {
+    workdir_lib.write_json(os.path.abspath(args.output), {
         "predictions": [dataclasses.asdict(p) for p in results],
-        "skipped": [dataclasses.asdict(p) for p in problems]})
+        "skipped": [dataclasses.asdict(p) for p in problems]}, indent=1)
   return 0 if results else 1
 
 

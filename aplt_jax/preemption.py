@@ -68,4 +68,6 @@ class Watcher:
         return multihost_utils.reached_preemption_sync_point(step)
       except RuntimeError:  # the preemption service is off (jax_enable_preemption_service)
         self._multihost = False
+        print("Warning: JAX's preemption service is off, so SIGTERM will not save a checkpoint "
+              "on this multi-host job (set jax_enable_preemption_service).", file=sys.stderr)
     return self.requested

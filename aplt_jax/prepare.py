@@ -60,9 +60,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
   args = parse_args(argv)
-  params = dataclasses.replace(default_params(args.dataset), **{
-      f.name: getattr(args, f.name) for f in dataclasses.fields(builders.VideoParams)
-      if getattr(args, f.name) is not None})
+  try:
+    params = dataclasses.replace(default_params(args.dataset), **{
+        f.name: getattr(args, f.name) for f in dataclasses.fields(builders.VideoParams)
+        if getattr(args, f.name) is not None})
+  except ValueError as e:  # e.g. --height=0 or --test_fraction=1
+    print(f"\nerror: {e}", file=sys.stderr)
+    return 2
   options = builders.PrepareOptions(workers=args.workers, progress=not args.no_progress,
                                     num_classes=args.num_classes, keep_cache=args.keep_cache)
   try:

@@ -7,16 +7,13 @@ frozen Prototypes pytree is swapped between rounds as an ordinary argument of th
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 
 from aplt_jax import checkpoint as ckpt_lib
 from aplt_jax import config_check
@@ -60,11 +57,11 @@ class _Progress:
   def __init__(self, enabled: bool):
     self.enabled = enabled and jax.process_index() == 0
 
-  def bar(self, total: int, desc: str, initial: int = 0):
+  def bar(self, total: int, desc: str):
     if not self.enabled:
       return None
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
   def say(self, msg: str) -> None:
     if jax.process_index() != 0:
@@ -219,14 +216,13 @@ class Run:
     return state
 
   # -- evaluation -------------------------------------------------------------------------------
-  def predict(self, state, protos, use_ema: bool, source=None, n=None):
-    """Scores [n, C] and features [n, d] (numpy) over a split, in order."""
-    source = self.dataset.eval if source is None else source
-    n = len(source) if n is None else n
+  def predict(self, state, protos, use_ema: bool):
+    """Scores [n, C] and features [n, d] (numpy) over the evaluation split, in order."""
+    source = self.dataset.eval
     bs = self.config.eval.batch_size
     rows = parallel.process_slice(bs, self.mesh)
     outs, valid = [], []
-    for x, v in loader.fixed_batches(source, self.dataset.input_key, np.arange(n), bs, rows,
+    for x, v in loader.fixed_batches(source, self.dataset.input_key, np.arange(len(source)), bs, rows,
                                      self.config.data.read_threads):
       # Dispatched back to back and fetched once at the end: no host round-trip per batch.
       outs.append(self.eval_step(state, parallel.global_batch(self.mesh, x), protos, use_ema))
@@ -306,10 +302,13 @@ class Run:
       step = stop
       self.progress.say(report.round_line(r, sched.num_rounds, self.last_offline,
                                           self.last_eval))
-    result = self.finish(state, protos)
-    self.ckpt.close()
-    self.writer.close()
-    return result
+    return self.finish(state, protos)
+
+  def close(self) -> None:
+    """Waits for the last checkpoint and releases the manager and the metric writer."""
+    for resource in (getattr(self, "ckpt", None), getattr(self, "writer", None)):
+      if resource is not None:
+        resource.close()
 
   def log_skipped(self) -> None:
     """Samples the data preparation skipped: one `data` row of `data/skipped_*` and a line."""
@@ -363,15 +362,16 @@ class Run:
         final[tag]["protocol"] = self.dataset.evaluate_extra(scores, labels)
       if use_ema:
         feats_ema = feats
+    if c.eval.write_features:  # every process: the class means may run a sharded embedding
+      centers = np.asarray(protos.centers) if self.method.uses_prototypes else \
+          self.labeled_class_means(state)
     if jax.process_index() == 0:
-      with open(os.path.join(self.workdir, "final.json"), "w") as f:
-        json.dump(final, f, indent=1)
       if c.eval.write_features:
-        centers = np.asarray(protos.centers) if self.method.uses_prototypes else \
-            self.labeled_class_means(state)
         np.savez_compressed(os.path.join(self.workdir, "features_test.npz"), features=feats_ema,
                             labels=labels, prototypes=centers)
       report.write_run_report(self.workdir, final)
+      # Last, and whole or not at all: final.json marks the run finished (the grid skips it).
+      workdir_lib.write_json(os.path.join(self.workdir, "final.json"), final, indent=1)
       self.progress.say(report.summary_table(final))
     return final
 
@@ -403,5 +403,4 @@ def train_and_evaluate(config, workdir: str, devices=None) -> dict:
       try:
         return run.run()
       finally:  # an in-flight checkpoint completes even when the run stops on an error
-        if getattr(run, "ckpt", None) is not None:
-          run.ckpt.wait()
+        run.close()

@@ -27,6 +27,12 @@ def _video(config, frames_per_segment: int = 1) -> Views:
   """Clip views; prepared videos (`frames_per_segment` k > 1) first pick one frame per segment."""
   import jax  # pylint: disable=g-import-not-at-top
   from aplt_jax import augment  # pylint: disable=g-import-not-at-top
+  from aplt_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from aplt_jax.models import tcn  # pylint: disable=g-import-not-at-top
+  if config.model.name in tcn.SEQUENCE_BACKBONES:
+    raise ConfigError(f"data.name={config.data.name!r} holds video clips, but "
+                      f"model.name={config.model.name!r} is a sequence backbone; use a video "
+                      "backbone such as tsm_resnet18.")
   cfg = augment.AugmentConfig.from_config(config.augment, config.model.image_size)
   if frames_per_segment == 1:  # synthetic clips: exactly the frames the model sees
     return Views(weak=lambda k, x: augment.weak_batch(k, x, cfg),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import json
 import os
 import socket
 from typing import Iterator
@@ -20,6 +21,15 @@ from typing import Iterator
 from aplt_jax.errors import ConfigError
 
 LOCK_NAME = ".lock"
+
+
+def write_json(path: str, obj, **dump_kwargs) -> None:
+  """Write-then-rename: a reader (or a killed writer's rerun) never sees half a file."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = f"{path}.{os.getpid()}.tmp"  # Per process: a multi-host job's processes share a folder.
+  with open(tmp, "w") as f:
+    json.dump(obj, f, **dump_kwargs)
+  os.replace(tmp, path)
 
 
 def holds_run(workdir: str) -> bool:

@@ -1,6 +1,6 @@
 """MA-52 (52 micro-actions, 7 body parts), paper-scale: TSM-ResNet-50, 8 frames at 224 px.
 
-Prepare the videos once (see README, "Real data"), then
+Prepare the videos once (see README, "Real videos: MA-52, MA-12, your own"), then
 `python main.py --config=configs/ma52.py --workdir=DIR --config.data.data_dir=DIR`.
 Sized for accelerators; on a CPU check it with a tiny override only.
 """

@@ -14,6 +14,7 @@ from aplt_jax import config_check
 from aplt_jax import data as data_lib
 from aplt_jax import parallel
 from aplt_jax import train
+from aplt_jax import views
 from aplt_jax.data import split as split_lib
 from aplt_jax.errors import ConfigError, DataError
 from tiny import tiny_config
@@ -156,3 +157,14 @@ def test_a_config_error_stops_main_without_traceback(tmp_path):
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
   assert "error: data.labeled_ratio=0.0 must be in (0, 1]" in proc.stderr
   assert not (tmp_path / "w").exists()
+
+
+def test_impossible_synthetic_settings_are_config_errors(tmp_path):
+  with pytest.raises(ConfigError, match=r"data.num_classes / data.synthetic.*num_classes"):
+    train.train_and_evaluate(tiny_config(tmp_path, **{"data.num_classes": 13}),
+                             str(tmp_path / "w"), jax.devices()[:1])
+
+
+def test_a_sequence_backbone_on_video_clips_is_refused(tmp_path):
+  with pytest.raises(ConfigError, match=r"holds video clips, but model.name='tcn'"):
+    views.build("video", tiny_config(tmp_path, **{"model.name": "tcn"}))

@@ -90,3 +90,10 @@ def test_weights_of_another_depth_are_refused_naming_the_entries(tmp_path):
   with pytest.raises(ConfigError, match=r"do not fit this backbone.*other shapes.*bn3"):
     pretrained.port(pretrained.read_state_dict(path), abstract["params"],
                     abstract["batch_stats"], source=str(path))
+
+
+def test_a_corrupt_weights_file_is_a_config_error(tmp_path):
+  path = tmp_path / "broken.safetensors"
+  path.write_bytes(b"\xff" * 64)
+  with pytest.raises(ConfigError, match=r"model.pretrained=.*broken.safetensors.* cannot be read"):
+    pretrained.read_state_dict(path)

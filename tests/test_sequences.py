@@ -395,3 +395,14 @@ def test_tiny_end_to_end_run_on_an_npz(tmp_path):
   offline = [r for r in rows if r["phase"] == "offline"]
   assert len(offline) == 2 and all(0 < r["offline/kept_frac"] <= 1 for r in offline)
   assert all(np.isfinite(r["train/loss"]) for r in rows if "train/loss" in r)
+
+
+def test_whole_sequences_must_share_one_length_across_splits(tmp_path):
+  # Each split is uniform on its own; only together do they disagree.
+  for split, length in (("train", 10), ("test", 12)):
+    for k in range(N_CLASSES):
+      (tmp_path / split / f"c{k}").mkdir(parents=True)
+      np.save(tmp_path / split / f"c{k}" / "s.npy", np.zeros((length, C), np.float32))
+  params = sequences.SequenceParams(kind="npy-folder", fingerprint="x", num_classes=N_CLASSES)
+  with pytest.raises(DataError, match=r"different lengths \(10\.\.12 steps\)"):
+    sequences.build_splits(params, str(tmp_path))

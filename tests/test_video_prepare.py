@@ -300,3 +300,15 @@ def test_prepare_command_line(tmp_path, capsys):
   assert "--config.data.video.frames_per_segment=1" in out
   assert prepare.main(["--dataset=ma52", f"--manual_dir={tmp_path / 'nowhere'}"]) == 2
   assert "is not a folder" in capsys.readouterr().err
+
+
+def test_a_video_listed_in_two_splits_stays_in_the_first_only(tmp_path):
+  (tmp_path / "a.mp4").write_bytes(b"x")
+  (tmp_path / "b.mp4").write_bytes(b"x")
+  (tmp_path / "train_list_videos.txt").write_text("a.mp4 0\nb.mp4 1\n")
+  (tmp_path / "test_list_videos.txt").write_text("a.mp4 0\n")
+  listing = listfiles.ListFileLayout("mine", num_classes=2).read(str(tmp_path))
+  assert [e.vid for e in listing.entries["train"]] == ["a.mp4", "b.mp4"]
+  assert listing.entries["test"] == []
+  assert [(p.split, p.vid, p.reason) for p in listing.problems] == [
+      ("test", "a.mp4", "in_other_split")]

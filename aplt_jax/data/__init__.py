@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from aplt_jax.errors import DataError
+from aplt_jax.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass
@@ -92,9 +92,12 @@ def default_data_dir(data_cfg) -> str:
 def _synthetic(data_cfg) -> Dataset:
   from aplt_jax.data import builders, sources, synthetic  # pylint: disable=g-import-not-at-top
   s = data_cfg.synthetic
-  cfg = synthetic.SyntheticConfig(
-      num_classes=data_cfg.num_classes, num_frames=s.num_frames, size=s.size,
-      num_train=s.num_train, num_val=s.num_val, num_test=s.num_test, seed=s.seed)
+  try:
+    cfg = synthetic.SyntheticConfig(
+        num_classes=data_cfg.num_classes, num_frames=s.num_frames, size=s.size,
+        num_train=s.num_train, num_val=s.num_val, num_test=s.num_test, seed=s.seed)
+  except ValueError as e:
+    raise ConfigError(f"data.num_classes / data.synthetic.*: {e}") from e
   builder = builders.prepare_synthetic(cfg, default_data_dir(data_cfg))
   train = sources.open_split(builder, "train")
   ev = sources.open_split(builder, data_cfg.eval_split)

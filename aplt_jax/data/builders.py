@@ -33,6 +33,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from aplt_jax import workdir as workdir_lib
 from aplt_jax.data import listfiles
 from aplt_jax.data import synthetic
 from aplt_jax.data import video
@@ -347,7 +348,7 @@ class VideoClips(ArrayRecordBuilder, skip_registration=True):
       problems += failed
     report = listfiles.report(self.name, manual_dir, dataclasses.asdict(p), listing, usable,
                               problems)
-    listfiles.write_json(self.report_path, report)
+    workdir_lib.write_json(self.report_path, report, indent=1)
     summary = listfiles.format_report(report, self.report_path)
     if opts.progress:
       print(summary, flush=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 from typing import Iterable
 
@@ -37,6 +36,7 @@ REASONS = {
     "label_out_of_range": "the label is outside [0, num_classes)",
     "missing_file": "the listed video file does not exist",
     "duplicate": "the same video is listed again in this split (the first entry is kept)",
+    "in_other_split": "the same video file is also listed in an earlier split (kept there only)",
     "unsupported_file": "a file in a class folder without a video extension",
     **video.REASONS,
 }
@@ -173,7 +173,7 @@ class ListFileLayout:
     if not os.path.isfile(list_file(manual_dir, "train")):
       raise DataError(f"{self.title}: {list_file(manual_dir, 'train')} does not exist. Expected "
                       f"{self.expected_files(manual_dir)}.")
-    entries, problems = {}, []
+    entries, problems, owner = {}, [], {}
     for split in SPLITS:
       path = list_file(manual_dir, split)
       if not os.path.isfile(path):
@@ -181,6 +181,11 @@ class ListFileLayout:
       with open(path, encoding="utf-8") as f:
         ok, bad = parse_list(f, split, [os.path.join(manual_dir, f"videos_{split}"), manual_dir],
                              count, source=path)
+      # One video in two splits would leak test clips into training: keep its first split only.
+      bad += [Problem(split, e.vid, "in_other_split", f"{e.path} is already in {owner[e.path]}")
+              for e in ok if e.path in owner]
+      ok = [e for e in ok if e.path not in owner]
+      owner.update((e.path, split) for e in ok)
       entries[split], problems = ok, problems + bad
     names = names or [f"class_{i:03d}" for i in range(count)]
     return Listing(names, entries, problems)
@@ -313,12 +318,5 @@ def format_report(rep: dict, path: str | None = None, examples: int = 3) -> str:
   return "\n".join(lines)
 
 
-def write_json(path: str, obj: dict) -> None:
-  """Write-then-rename, so a reader never sees half a file."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
 
 

@@ -153,16 +153,20 @@ class Windows:
   skipped: tuple[int, ...] = ()
 
 
+def _check_one_length(rec: Recordings, members) -> None:
+  lengths = sorted({len(rec.x[r]) for r in members})
+  if len(lengths) > 1:
+    raise DataError(f"{rec.source!r} holds sequences of different lengths "
+                    f"({lengths[0]}..{lengths[-1]} steps); set data.sequence.window (and "
+                    "stride) to cut them into fixed-length windows.")
+
+
 def make_windows(rec: Recordings, members: np.ndarray, window: int, stride: int) -> Windows:
   """Windows of the recordings `members` (in order); `window == 0` keeps whole recordings,
   which must then share one length."""
   xs, rows, short = [], [], []
   if window == 0:
-    lengths = sorted({len(rec.x[r]) for r in members})
-    if len(lengths) > 1:
-      raise DataError(f"{rec.source!r} holds sequences of different lengths "
-                      f"({lengths[0]}..{lengths[-1]} steps); set data.sequence.window (and "
-                      "stride) to cut them into fixed-length windows.")
+    _check_one_length(rec, members)
     for r in members:
       xs.append(rec.x[r])
       rows.append((r, 0))
@@ -327,6 +331,8 @@ def build_splits(params: SequenceParams, path: str) -> dict:
   if not len(train_ids) or not held_out:
     raise DataError(f"{rec.source!r}: the split leaves {len(train_ids)} training and "
                     f"{held_out} val / test recordings; both must be non-empty.")
+  if params.window == 0:  # whole sequences: one length across the splits, not only within each
+    _check_one_length(rec, range(len(rec.x)))
   trailing = rec.x[0].shape[1:]
   if params.normalize:
     mean, std = channel_stats([rec.x[r] for r in train_ids])

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from aplt_jax import workdir as workdir_lib
 from aplt_jax.errors import ConfigError, DataError
 
 
@@ -66,8 +67,5 @@ def load_or_create(workdir: str, labels: np.ndarray, num_classes: int, *, seed: 
           f"{len(saved.get('labeled', []))} clips) than this config asks for; resuming would mix "
           "two experiments. Use a new --workdir, or restore the original config.")
     return labeled
-  tmp = f"{path}.{os.getpid()}.tmp"  # Per process: a multi-host job's processes share it.
-  with open(tmp, "w") as f:
-    json.dump(record, f)
-  os.replace(tmp, path)
+  workdir_lib.write_json(path, record)
   return labeled

@@ -3,9 +3,9 @@
 A clip is `uint8 [F, H, W, 3]` with `F = num_frames * frames_per_segment` (DESIGN §4): the video
 is cut into F equal segments and the frame at the centre of each is kept (TSN sampling), so the
 F frames form `num_frames` groups of `frames_per_segment` consecutive samples. At training time
-the views pick one frame per group (a random one for augmented views, the centre one for
-evaluation: `aplt_jax.augment.temporal_select`), which gives temporal jitter without decoding
-again. Every frame is scaled while it is converted from the codec's YUV (FFmpeg's area filter, so
+the views pick one frame per group (a random one for augmented views, frame `k // 2` of each
+group for evaluation: `aplt_jax.augment.pick_segment_frames`), which gives temporal jitter
+without decoding again. Every frame is scaled while it is converted from the codec's YUV (FFmpeg's area filter, so
 1080p frames shrink without aliasing and never exist as full-size RGB), to the smallest size that
 covers `height x width` with the aspect ratio kept, then centre-cropped to exactly that size.
 
@@ -192,11 +192,3 @@ def _to_rgb(frame, size: tuple[int, int], spec: ClipSpec) -> np.ndarray:
   return np.ascontiguousarray(rgb[top:top + spec.height, left:left + spec.width])
 
 
-def probe(path: str | os.PathLike) -> dict:
-  """Header facts of a video: frames, fps, width, height, seconds (for reports and tests)."""
-  with av.open(os.fspath(path), metadata_errors="ignore") as container:
-    stream = container.streams.video[0]
-    rate = stream.average_rate or stream.guessed_rate
-    seconds = float(stream.duration * stream.time_base) if stream.duration else None
-    return {"frames": int(stream.frames), "fps": float(rate) if rate else None,
-            "width": stream.width, "height": stream.height, "seconds": seconds}

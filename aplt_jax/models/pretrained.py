@@ -33,11 +33,17 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise ConfigError(f"model.pretrained={path!r} does not exist.")
-  if path.endswith(".safetensors"):
-    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-    raw = load_file(path)
-  else:
-    raw = _read_torch(path)
+  try:
+    if path.endswith(".safetensors"):
+      from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+      raw = load_file(path)
+    else:
+      raw = _read_torch(path)
+  except ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # corrupt or not a weights file
+    raise ConfigError(f"model.pretrained={path!r} cannot be read as weights "
+                      f"({type(e).__name__}: {e}).") from e
   out = {}
   for name, value in raw.items():
     name = name[len("module."):] if name.startswith("module.") else name  # DataParallel
