@@ -5,7 +5,7 @@
 Real smartwatch motion (seglearn's data): 4 s windows every 2 s, subjects 8-10 held out as the
 test set (never seen in training, labeled or not); the final model of every run is reported (no
 model selection). Runs with the same seed share the labeled subset and the initial parameters
-(paired). Cost: about 2 hours on 2 CPU cores (README, "The watch benchmark").
+(paired). Cost: 120 runs, 1.2 h of training on 2 CPU cores (README, "The watch benchmark").
 """
 from configs import watch
 
