@@ -19,6 +19,8 @@ from configs import ma52 as ma52_config
 SPEC = video.ClipSpec(num_frames=4, frames_per_segment=2, height=16, width=16)
 PARAMS = builders.VideoParams(num_frames=4, frames_per_segment=2, height=16, width=16)
 QUIET = builders.PrepareOptions(workers=1, progress=False)
+# Not a video. Fixed bytes: random ones now and then probe as an audio stream.
+JUNK = b"this is not a video file. " * 160
 
 
 def test_segment_indices_are_segment_centres():
@@ -44,7 +46,7 @@ def test_decode_samples_segment_centres_and_resizes(tmp_path):
 
 BAD_VIDEOS = {
     "empty_file": lambda p: (p.write_bytes(b""), p)[1],
-    "unreadable": lambda p: (p.write_bytes(os.urandom(4000)), p)[1],
+    "unreadable": lambda p: (p.write_bytes(JUNK), p)[1],
     "zero_frames": lambda p: videogen.write_zero_frame_video(p.with_suffix(".avi")),
     "truncated": videogen.write_truncated_video,
 }
@@ -92,7 +94,7 @@ def messy(tmp_path_factory):
                                     per_class={"train": 3, "val": 1})
   train = root / "videos_train"
   (train / "empty.mp4").write_bytes(b"")
-  (train / "junk.mp4").write_bytes(os.urandom(3000))
+  (train / "junk.mp4").write_bytes(JUNK)
   videogen.write_truncated_video(train / "cut.mp4")
   videogen.write_zero_frame_video(train / "still.avi")
   videogen.append_lines(root, "train", [
