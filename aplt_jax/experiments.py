@@ -118,9 +118,12 @@ def run_grid(grid: dict, out: str, only: list[str] | None = None) -> list[dict]:
       failures.append({"cell": cell.name, "error": f"{type(e).__name__}: {e}"})
       print(f"  FAILED: {type(e).__name__}: {e}", flush=True)
       logging.error(traceback.format_exc())
+  path = os.path.join(out, "failures.json")
   if failures:
-    with open(os.path.join(out, "failures.json"), "w") as f:
+    with open(path, "w") as f:
       json.dump(failures, f, indent=1)
+  elif os.path.exists(path):  # a rerun that finished everything clears the old list
+    os.remove(path)
   return failures
 
 
