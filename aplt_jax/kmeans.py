@@ -18,9 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, PartitionSpec as P
 
-DATA_AXIS = "data"
+from aplt_jax import parallel
+
+DATA_AXIS = parallel.DATA
 _EPS = 1e-12
 # Full f32 matmuls: assignments must not depend on the backend's default matmul precision
 # (TF32/bf16 passes on accelerators), so sharded and single-device runs agree.
@@ -260,31 +262,16 @@ def _num_padding(mesh: Mesh, n: int) -> int:
   return -n % mesh.shape[DATA_AXIS]
 
 
-def _placeable(a):
-  """`a` in a form `device_put` can spread over a mesh of several processes.
-
-  A global jax.Array passes through (it stays on device). A single-device jax.Array is copied
-  to numpy when there are several processes: `device_put` of such an array onto a mesh that
-  spans processes builds a broken array (jax 0.10.2), while numpy is placed from every
-  process's identical copy.
-  """
-  if isinstance(a, jax.Array):
-    if jax.process_count() > 1 and a.is_fully_addressable:
-      return np.asarray(a)
-    return a
-  return np.asarray(a)
-
-
 def _shard_rows(mesh: Mesh, n_pad: int, *arrays_and_fills):
   """Pads each [N, ...] array with `n_pad` rows of its fill value and shards it on 'data'.
 
   Inputs may be numpy (identical on every process) or global arrays already on the mesh
   (e.g. device-resident embeddings): those are never copied to the host.
   """
-  sharding = NamedSharding(mesh, P(DATA_AXIS))
+  sharding = parallel.data_sharded(mesh)
   out = []
   for a, fill in arrays_and_fills:
-    a = _placeable(a)
+    a = parallel.placeable(a if isinstance(a, jax.Array) else np.asarray(a))
     if n_pad:
       pad = [(0, n_pad)] + [(0, 0)] * (a.ndim - 1)
       a = (jnp.pad if isinstance(a, jax.Array) else np.pad)(a, pad, constant_values=fill)
@@ -299,10 +286,6 @@ def shard_rows(mesh: Mesh, *arrays_and_fills) -> list[jax.Array]:
   return _shard_rows(mesh, _num_padding(mesh, n), *arrays_and_fills)
 
 
-def _replicate(mesh: Mesh, *arrays):
-  return jax.device_put(tuple(_placeable(a) for a in arrays), NamedSharding(mesh, P()))
-
-
 def sharded_spherical_kmeans(mesh: Mesh, z, labels, valid, num_classes: int, *,
                              max_iter=100, tol=1e-5) -> KMeansResult:
   """`spherical_kmeans` with rows sharded over `mesh`'s 'data' axis; any N.
@@ -312,7 +295,7 @@ def sharded_spherical_kmeans(mesh: Mesh, z, labels, valid, num_classes: int, *,
   n = z.shape[0]
   n_pad = _num_padding(mesh, n)
   z, labels, valid = _shard_rows(mesh, n_pad, (z, 0.0), (labels, -1), (valid, False))
-  max_iter, tol = _replicate(mesh, *_scalars(max_iter, tol))
+  max_iter, tol = parallel.replicate(mesh, _scalars(max_iter, tol))
   res = _sharded_fn("spherical", mesh, num_classes)(z, labels, valid, max_iter, tol)
   return res._replace(assign=res.assign[:n])
 
@@ -323,7 +306,7 @@ def sharded_euclidean_kmeans(mesh: Mesh, x, init_centers, valid, *,
   n = x.shape[0]
   n_pad = _num_padding(mesh, n)
   x, valid = _shard_rows(mesh, n_pad, (x, 0.0), (valid, False))
-  init_centers, max_iter, tol = _replicate(
-      mesh, jnp.asarray(init_centers, jnp.float32), *_scalars(max_iter, tol))
+  init_centers, max_iter, tol = parallel.replicate(
+      mesh, (jnp.asarray(init_centers, jnp.float32), *_scalars(max_iter, tol)))
   res = _sharded_fn("euclidean", mesh, None)(x, init_centers, valid, max_iter, tol)
   return res._replace(assign=res.assign[:n])

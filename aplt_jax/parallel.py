@@ -63,23 +63,22 @@ def global_batch(mesh: Mesh, local: Any) -> Any:
                       local)
 
 
-def _host_local(x: Any) -> Any:
-  """A single-device jax.Array as numpy (see `replicate`); anything else unchanged."""
-  if isinstance(x, jax.Array) and x.is_fully_addressable and len(x.devices()) == 1:
+def placeable(x: Any) -> Any:
+  """`x` in a form `device_put` can spread over a mesh that may span processes.
+
+  With several processes, a jax.Array held whole by this process goes through numpy: its
+  `device_put` onto a mesh spanning processes gives an array whose shards cannot be read back
+  (jax 0.10.2; Orbax then fails to save it), while numpy is placed from each process's own
+  (identical) copy. Global arrays, and anything with one process, pass through unchanged.
+  """
+  if jax.process_count() > 1 and isinstance(x, jax.Array) and x.is_fully_addressable:
     return np.asarray(x)
   return x
 
 
 def replicate(mesh: Mesh, tree: Any) -> Any:
-  """Puts a pytree (identical on every host) on every device of the mesh.
-
-  With several processes, single-device jax.Arrays go through numpy first: `device_put` of one
-  onto a mesh spanning processes gives an array whose shards cannot be read back (jax 0.10.2;
-  Orbax then fails to save it), while numpy is placed from each process's own copy.
-  """
-  if jax.process_count() > 1:
-    tree = jax.tree.map(_host_local, tree)
-  return jax.device_put(tree, replicated(mesh))
+  """Puts a pytree (identical on every host) on every device of the mesh (see `placeable`)."""
+  return jax.device_put(jax.tree.map(placeable, tree), replicated(mesh))
 
 
 def stack_rows(arrays: Sequence[jax.Array]) -> tuple[jax.Array, np.ndarray]:
