@@ -66,8 +66,8 @@ class AugmentConfig:
     num_ops: RandAugment ops per strong view, drawn uniformly with replacement.
     magnitude_max: magnitudes are uniform in [0, magnitude_max], a fraction of each
       op's range (see the module docstring).
-    cutout: side of the strong view's cutout square as a fraction of out_size
-      (0 disables it).
+    cutout: largest side of the strong view's cutout square as a fraction of out_size:
+      each clip draws its side from U(0, cutout) * out_size (USB: 0.5); 0 disables it.
   """
   out_size: int
   crop_scale: tuple[float, float] = (0.6, 1.0)
@@ -271,15 +271,19 @@ def _photometric(x: jax.Array, op: jax.Array, mag: jax.Array,
 
 
 def _cutout(key: jax.Array, x: jax.Array, frac: float) -> jax.Array:
-  """Fills a square of side round(frac S), centred uniformly in the frame, with FILL.
+  """Fills a square of side round(u S), u ~ U(0, frac), centred uniformly, with FILL.
 
-  The square may hang over the border (then less of it shows), as in classic cutout.
+  One side and centre per call, so every frame of the clip `x [T, S, S, C]` gets the same
+  square (USB draws the side from U(0, 0.5) S). The square may hang over the border (then
+  less of it shows), as in classic cutout; a side of 0 leaves the clip unchanged.
   """
   size = x.shape[1]
-  side = int(round(frac * size))
-  if side == 0:
+  if int(round(frac * size)) == 0:
     return x
-  cy, cx = jax.random.randint(key, (2,), 0, size)
+  k_side, k_centre = jax.random.split(key)
+  u = jax.random.uniform(k_side, (), maxval=frac)
+  side = jnp.round(u * size).astype(jnp.int32)
+  cy, cx = jax.random.randint(k_centre, (2,), 0, size)
   top, left = cy - side // 2, cx - side // 2
   ar = jnp.arange(size)
   rows = (ar >= top) & (ar < top + side)

@@ -6,6 +6,7 @@ slices for the centre view and translation.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import jax
@@ -171,19 +172,48 @@ def test_crop_boxes_follow_the_config():
   assert np.mean(x0 < 0.2) < 0.5 and y0.max() > 2.0
 
 
-def test_cutout_is_one_clip_consistent_grey_square():
-  black = jnp.zeros((B, T, H, W, C), jnp.uint8)
-  side = round(PLAIN.cutout * S)
-  for key in _keys(4):
-    out = np.asarray(_strong(key, black, cfg=PLAIN))
-    for i in range(B):
-      grey = out[i] == augment.FILL
-      assert ((out[i] == 0.0) | grey).all()
-      assert (grey == grey[:1]).all()  # Same square in every frame and channel.
-      rows, cols = np.nonzero(grey[0, :, :, 0])
-      h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
-      assert grey[0, :, :, 0].sum() == h * w  # A rectangle ...
-      assert side // 2 <= h <= side and side // 2 <= w <= side  # ... cut from the square.
+def _cutout_boxes(cfg, n, seed):
+  """Strong views of n black 2-frame clips: per clip the grey box's (h, w, interior), or None."""
+  black = jnp.zeros((n, 2, H, W, C), jnp.uint8)
+  out = np.asarray(_strong(jax.random.key(seed), black, cfg=cfg))
+  grey = out == augment.FILL
+  assert ((out == 0.0) | grey).all()
+  assert (grey == grey[:, :1]).all() and (grey == grey[..., :1]).all()  # Frames, channels.
+  boxes = []
+  for g in grey[:, 0, :, :, 0]:
+    rows, cols = np.nonzero(g)
+    if rows.size == 0:
+      boxes.append(None)
+      continue
+    h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert g.sum() == h * w  # A rectangle.
+    interior = min(rows.min(), cols.min()) > 0 and max(rows.max(), cols.max()) < S - 1
+    boxes.append((h, w, interior))
+  return boxes
+
+
+def test_cutout_side_is_drawn_per_clip_up_to_the_max():
+  """Side round(u S), u ~ U(0, cutout) (USB), one grey square shared by a clip's frames.
+
+  S = 12, cutout 0.5: side = round(6 v), v ~ U(0, 1), so P(side = 0) = P(6 v < 0.5) = 1/12
+  (no grey pixel at all) and every side in 1..6 occurs. A square that touches no border
+  shows whole, so its h == w is its side. With cutout 0.25, side = round(3 v) <= 3 and
+  P(side = 0) = 1/6.
+  """
+  n = 600
+  boxes = _cutout_boxes(PLAIN, n, seed=7)
+  empty = sum(b is None for b in boxes)
+  assert 25 <= empty <= 75  # Binomial(600, 1/12): mean 50, sd 6.8.
+  assert max(max(b[0], b[1]) for b in boxes if b) == 6
+  whole = [b[0] for b in boxes if b and b[2]]
+  assert all(b[0] == b[1] for b in boxes if b and b[2])
+  assert set(whole) == {1, 2, 3, 4, 5, 6}
+
+  quarter = dataclasses.replace(PLAIN, cutout=0.25)
+  boxes = _cutout_boxes(quarter, n, seed=8)
+  empty = sum(b is None for b in boxes)
+  assert 70 <= empty <= 130  # Binomial(600, 1/6): mean 100, sd 9.1.
+  assert max(max(b[0], b[1]) for b in boxes if b) == 3
 
 
 def test_center_view():

@@ -12,8 +12,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from aplt_jax import ssl
 from aplt_jax.ssl import freematch
+from configs import default
 
-ALL = ["aplt", "fixmatch", "flexmatch", "freematch", "softmatch", "supervised"]
+ALL = ["aplt", "fixmatch", "flexmatch", "freematch", "softmatch", "supervised",
+       "supervised_proto"]
 
 
 def _f32(x):
@@ -43,8 +45,8 @@ def test_registry_lists_methods_and_flags():
   for name in ALL:
     method = ssl.get(name, None)
     assert method.name == name
-    assert method.uses_unlabeled == (name != "supervised")
-    assert method.uses_prototypes == (name == "aplt")
+    assert method.uses_unlabeled == (name not in ("supervised", "supervised_proto"))
+    assert method.uses_prototypes == (name in ("aplt", "supervised_proto"))
   with pytest.raises(ValueError, match="fixmatch"):
     ssl.get("fixmatc", {})
   with pytest.raises(ValueError, match="twice"):
@@ -57,7 +59,13 @@ def test_cfg_value_reads_configdict_dict_and_defaults():
   assert ssl.cfg_value(cfg, "softmatch.n_sigma") == 3.0
   assert ssl.cfg_value(cfg, "softmatch.ema") == 0.999
   assert ssl.cfg_value({"flexmatch": {"thresh_warmup": False}}, "flexmatch.thresh_warmup") is False
-  assert ssl.cfg_value(None, "freematch.ent_weight") == 0.01
+  assert ssl.cfg_value(None, "freematch.ent_weight") == 0.001
+
+
+def test_freematch_fairness_weight_default_is_usbs():
+  """0.001, the `ent_loss_ratio` of every FreeMatch config USB ships, in both default sources."""
+  assert ssl.cfg_value(None, "freematch.ent_weight") == 0.001
+  assert default.get_config().ssl.freematch.ent_weight == 0.001
 
 
 @pytest.mark.parametrize("name", ["fixmatch", "aplt"])
@@ -100,37 +108,38 @@ FLEX_PROBS_2 = _f32([[0.04, 0.04, 0.92],
 
 
 @pytest.mark.parametrize("warmup", [True, False])
-def test_flexmatch_classwise_acc_and_mask_over_two_calls(flex_fns, warmup):
+def test_flexmatch_masks_with_previous_status_then_updates(flex_fns, warmup):
   fn = flex_fns[warmup]
   state = ssl.get("flexmatch", {}).init_state(3, 8)
   np.testing.assert_array_equal(state["selected"], -np.ones(8))
   pseudo, weights, state = fn(FLEX_PROBS_1, FLEX_UIDX_1, state)
+  # First batch, fresh state: the mask uses beta = 0 for every class, so every threshold is
+  # 0.9 * 0 / 2 = 0 and every row passes, even the 0.6 and 0.4 ones.
+  np.testing.assert_array_equal(weights, [1, 1, 1, 1, 1])
   np.testing.assert_array_equal(state["selected"], [0, 1, 0, -1, -1, -1, -1, -1])
   np.testing.assert_array_equal(pseudo, [0, 1, 0, 0, 0])
-  # Counts: -1: 5, class 0: 2, class 1: 1, class 2: 0.
+  # Counts after the batch: -1: 5, class 0: 2, class 1: 1, class 2: 0.
   if warmup:
     acc = [2 / 5, 1 / 5, 0.0]  # divided by the -1 count (5)
-    # thresholds 0.9*0.4/1.6 = 0.225 (class 0): every row passes.
-    expected_w = [1, 1, 1, 1, 1]
   else:
     acc = [1.0, 1 / 2, 0.0]  # divided by the largest class count (2)
-    # class 0 threshold 0.9: rows with max p 0.6 and 0.4 fail.
-    expected_w = [1, 1, 1, 0, 0]
   np.testing.assert_allclose(state["classwise_acc"], acc, rtol=1e-6)
-  np.testing.assert_array_equal(weights, expected_w)
 
   pseudo, weights, state = fn(FLEX_PROBS_2, FLEX_UIDX_2, state)
-  np.testing.assert_array_equal(state["selected"], [1, 1, 0, 2, -1, 2, -1, -1])
   np.testing.assert_array_equal(pseudo, [2, 2, 1, 1, 0])
-  # Counts: -1: 3, class 0: 1, class 1: 2, class 2: 2.
+  # The mask uses the status of call 1; max p = [0.92, 0.98, 0.97, 0.85, 0.5].
   if warmup:
-    acc = [1 / 3, 2 / 3, 2 / 3]  # thresholds 0.18, 0.45, 0.45
+    # thresholds 0.9 * [0.4 / 1.6, 0.2 / 1.8, 0] = [0.225, 0.1, 0]: every row passes.
     expected_w = [1, 1, 1, 1, 1]
   else:
-    acc = [1 / 2, 1.0, 1.0]  # thresholds 0.3, 0.9, 0.9: the 0.85 row fails
-    expected_w = [1, 1, 1, 0, 1]
-  np.testing.assert_allclose(state["classwise_acc"], acc, rtol=1e-6)
+    # thresholds 0.9 * [1 / 1, 0.5 / 1.5, 0] = [0.9, 0.3, 0]: the class-0 row (0.5) fails.
+    # (With the status updated first it would be [0.3, 0.9, 0.9]: the 0.85 row would fail.)
+    expected_w = [1, 1, 1, 1, 0]
   np.testing.assert_array_equal(weights, expected_w)
+  np.testing.assert_array_equal(state["selected"], [1, 1, 0, 2, -1, 2, -1, -1])
+  # Counts: -1: 3, class 0: 1, class 1: 2, class 2: 2.
+  acc = [1 / 3, 2 / 3, 2 / 3] if warmup else [1 / 2, 1.0, 1.0]
+  np.testing.assert_allclose(state["classwise_acc"], acc, rtol=1e-6)
 
 
 def test_flexmatch_no_selection_keeps_acc_and_all_unselected(flex_fns):
@@ -209,20 +218,6 @@ def test_freematch_fairness_zero_when_nothing_selected(free_method):
   np.testing.assert_array_equal(grad, np.zeros((4, 3)))
 
 
-def _softmatch_expected(probs, mu0, var0, m, n_sigma, p_model0=None):
-  """Independent numpy SoftMatch step (float64)."""
-  probs = np.asarray(probs, np.float64)
-  if p_model0 is not None:
-    p_model = m * np.asarray(p_model0) + (1 - m) * probs.mean(0)
-    probs = probs / p_model
-    probs = probs / probs.sum(1, keepdims=True)
-  conf = probs.max(1)
-  mu = m * mu0 + (1 - m) * conf.mean()
-  var = m * var0 + (1 - m) * conf.var(ddof=1)
-  w = np.where(conf < mu, np.exp(-(conf - mu) ** 2 * n_sigma**2 / (2 * var)), 1.0)
-  return probs.argmax(1), w, mu, var
-
-
 def test_softmatch_weights_hand_case_without_alignment():
   method = ssl.get("softmatch", {"softmatch": {"ema": 0.5, "n_sigma": 2.0,
                                                "dist_align": False}})
@@ -243,22 +238,50 @@ def test_softmatch_weights_hand_case_without_alignment():
   np.testing.assert_array_equal(pseudo, [0, 0, 1])
 
 
-def test_softmatch_uniform_alignment_flips_label():
+# SoftMatch with alignment, C = 2, m = 0.5, n_sigma = 2, from a fresh state (mu 1/2, var 1).
+# Batch 1: mean [0.6, 0.4]. Batch 2: mean [0.4, 0.6], which brings p_model back to uniform.
+SOFT_PROBS_1 = _f32([[0.55, 0.45], [0.95, 0.05], [0.3, 0.7]])
+SOFT_PROBS_2 = _f32([[0.2, 0.8], [0.6, 0.4]])
+
+
+def test_softmatch_first_batch_sets_p_model_and_labels_come_from_raw_prediction():
   method = ssl.get("softmatch", {"softmatch": {"ema": 0.5}})  # n_sigma 2, alignment on
-  probs = _f32([[0.8, 0.2], [0.52, 0.48]])
-  state = dict(method.init_state(2, 10), mu=jnp.float32(0.8), var=jnp.float32(0.01))
-  pseudo, weights, new = method.pseudo_label(probs, np.arange(2), state)
-  # p_model = 0.5*[0.5, 0.5] + 0.5*[0.66, 0.34] = [0.58, 0.42]; row 1 aligns to
-  # [0.52/0.58, 0.48/0.42] ∝ [0.8966, 1.1429]: its pseudo-label flips to class 1.
-  np.testing.assert_allclose(new["p_model"], [0.58, 0.42], rtol=1e-6)
-  np.testing.assert_array_equal(pseudo, [0, 1])
-  ref_pseudo, ref_w, ref_mu, ref_var = _softmatch_expected(
-      probs, 0.8, 0.01, 0.5, 2.0, p_model0=[0.5, 0.5])
-  np.testing.assert_array_equal(ref_pseudo, [0, 1])
-  np.testing.assert_allclose(new["mu"], ref_mu, rtol=1e-5)
-  np.testing.assert_allclose(new["var"], ref_var, rtol=1e-5)
-  np.testing.assert_allclose(weights, ref_w, rtol=1e-4)
-  assert weights[0] == 1.0 and 0.0 < weights[1] < 0.05
+  fn = jax.jit(method.pseudo_label)
+  state = method.init_state(2, 10)
+  np.testing.assert_allclose([state["mu"], state["var"]], [0.5, 1.0])
+  assert state["seen"] == 0
+
+  pseudo, weights, state = fn(SOFT_PROBS_1, np.arange(3), state)
+  # p_model is the first batch's mean [0.6, 0.4] (an EMA from uniform would give [0.55, 0.45]).
+  np.testing.assert_allclose(state["p_model"], [0.6, 0.4], rtol=1e-6)
+  assert state["seen"] == 1
+  # Aligned rows ∝ p / [0.6, 0.4]: [11/12, 9/8] -> [22, 27]/49, [19/12, 1/8] -> [38, 3]/41,
+  # [1/2, 7/4] -> [2, 7]/9. Row 0's aligned argmax is class 1, but its pseudo-label is the raw
+  # argmax, class 0.
+  np.testing.assert_array_equal(pseudo, [0, 0, 1])
+  conf = [27 / 49, 38 / 41, 7 / 9]  # 0.5510204, 0.9268293, 0.7777778: mean 0.7518758
+  mean = sum(conf) / 3
+  mu = 0.5 * 0.5 + 0.5 * mean  # 0.6259379
+  var = 0.5 * 1.0 + 0.5 * sum((c - mean) ** 2 for c in conf) / 2  # 0.5 + 0.5 * 0.0358113
+  assert math.isclose(mu, 0.6259379, rel_tol=1e-6) and math.isclose(var, 0.5179056, rel_tol=1e-6)
+  np.testing.assert_allclose(state["mu"], mu, rtol=1e-5)
+  np.testing.assert_allclose(state["var"], var, rtol=1e-5)
+  # Only row 0 (aligned conf 0.5510 < mu) is down-weighted: exp(-gap^2 / (var / 2)).
+  w0 = math.exp(-(conf[0] - mu) ** 2 / (var / 2))  # gap -0.0749175: 0.97856
+  assert math.isclose(w0, 0.97856, rel_tol=1e-4)
+  np.testing.assert_allclose(weights, [w0, 1.0, 1.0], rtol=1e-5)
+
+  pseudo, weights, state = fn(SOFT_PROBS_2, np.arange(2), state)
+  # From the second batch on p_model is an EMA: 0.5 [0.6, 0.4] + 0.5 [0.4, 0.6] = [0.5, 0.5],
+  # so the aligned probabilities equal the raw ones: conf [0.8, 0.6], mean 0.7, var 0.02.
+  np.testing.assert_allclose(state["p_model"], [0.5, 0.5], rtol=1e-6)
+  assert state["seen"] == 2
+  mu2, var2 = 0.5 * mu + 0.5 * 0.7, 0.5 * var + 0.5 * 0.02  # 0.6629690, 0.2689528
+  np.testing.assert_allclose([state["mu"], state["var"]], [mu2, var2], rtol=1e-5)
+  w1 = math.exp(-(0.6 - mu2) ** 2 / (var2 / 2))  # gap -0.062969: 0.97094
+  assert math.isclose(w1, 0.97094, rel_tol=1e-4)
+  np.testing.assert_allclose(weights, [1.0, w1], rtol=1e-5)
+  np.testing.assert_array_equal(pseudo, [1, 0])
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -91,7 +91,7 @@ _DEFAULTS = {
     "threshold": 0.95,
     "flexmatch.thresh_warmup": True,
     "freematch.ema": 0.999,
-    "freematch.ent_weight": 0.01,
+    "freematch.ent_weight": 0.001,
     "softmatch.ema": 0.999,
     "softmatch.n_sigma": 2.0,
     "softmatch.dist_align": True,

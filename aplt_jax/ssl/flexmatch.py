@@ -50,17 +50,20 @@ def update_state(state: dict[str, jax.Array], probs_w: jax.Array, uidx: jax.Arra
 
 def pseudo_label(probs_w: jax.Array, uidx: jax.Array, state: dict[str, jax.Array], *,
                  threshold: float, thresh_warmup: bool):
-  """Updates the state, then masks with `tau * beta(y) / (2 - beta(y))` at `y = argmax p`.
+  """Masks with `tau * beta(y) / (2 - beta(y))` at `y = argmax p`, then updates the state.
+
+  The mask uses the status before this batch (so a fresh state, beta = 0, keeps every row
+  of the first batch); the batch's confident predictions count from the next call on.
 
   Returns:
     pseudo [B] int32, weights [B] float32 in {0, 1}, the updated state.
   """
-  state = update_state(state, probs_w, uidx, threshold=threshold,
-                       thresh_warmup=thresh_warmup)
   pseudo = jnp.argmax(probs_w, axis=-1).astype(jnp.int32)
   beta = state["classwise_acc"][pseudo]
   class_threshold = threshold * beta / (2.0 - beta)
   weights = (jnp.max(probs_w, axis=-1) >= class_threshold).astype(jnp.float32)
+  state = update_state(state, probs_w, uidx, threshold=threshold,
+                       thresh_warmup=thresh_warmup)
   return pseudo, weights, state
 
 

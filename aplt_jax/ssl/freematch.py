@@ -103,7 +103,10 @@ def fairness(logits_s: jax.Array, weights: jax.Array,
 
 def extra_loss(logits_s: jax.Array, weights: jax.Array, state: dict[str, jax.Array], *,
                ent_weight: float) -> jax.Array:
-  """`ent_weight * fairness(...)`, the term added to the FreeMatch objective."""
+  """`ent_weight * fairness(...)`, the term added to the FreeMatch objective.
+
+  `ent_weight` defaults to 0.001, the value in every FreeMatch config USB ships.
+  """
   return ent_weight * fairness(logits_s, weights, state)
 
 
