@@ -63,6 +63,16 @@ def check_config(config) -> None:
   _require(c.aplt.offline_every >= 1, f"aplt.offline_every={c.aplt.offline_every} must be >= 1.")
   _require(c.aplt.labeled_views >= 0,
            f"aplt.labeled_views={c.aplt.labeled_views} must be >= 0.")
+  from aplt_jax import offline  # pylint: disable=g-import-not-at-top
+  _require(c.aplt.select in offline.SELECTION_SCORES,
+           f"aplt.select={c.aplt.select!r} is unknown; choose one of {offline.SELECTION_SCORES}.")
+  _require(c.aplt.threshold_q_final is None or 0.0 < c.aplt.threshold_q_final <= 1.0,
+           f"aplt.threshold_q_final={c.aplt.threshold_q_final} must be None or in (0, 1].")
+  _require(c.aplt.head_weight >= 0 and c.aplt.rampup_steps >= 0,
+           f"aplt.head_weight={c.aplt.head_weight} and aplt.rampup_steps="
+           f"{c.aplt.rampup_steps} must be >= 0.")
+  _require(0.0 <= c.data.val_fraction < 1.0,
+           f"data.val_fraction={c.data.val_fraction} must be in [0, 1).")
   _require(c.eval.head in ("linear", "proto", "ensemble"),
            f"eval.head={c.eval.head!r}: choose 'linear', 'proto' or 'ensemble'.")
   _require(c.model.name in models.names(),

@@ -33,6 +33,10 @@ flags.DEFINE_string("grid", None, "Grid file defining get_grid().")
 flags.DEFINE_string("out", None, "Output folder: one workdir per run, results.* and figures.")
 flags.DEFINE_bool("report_only", False, "Only (re)write the tables and figures from finished runs.")
 flags.DEFINE_list("only", [], "Run only cells whose name contains one of these substrings.")
+flags.DEFINE_enum("eval_split", None, ["val", "test"],
+                  "Score every cell on this split: val for choosing defaults and variants, test "
+                  "for the reported tables (default: the grid's own, normally test). Use a "
+                  "separate --out for each.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +103,12 @@ def apply_overrides(config, overrides) -> Any:
   return config
 
 
-def run_grid(grid: dict, out: str, only: list[str] | None = None) -> list[dict]:
-  """Runs every unfinished cell in-process; a failing cell is recorded and the grid goes on."""
+def run_grid(grid: dict, out: str, only: list[str] | None = None,
+             eval_split: str | None = None) -> list[dict]:
+  """Runs every unfinished cell in-process; a failing cell is recorded and the grid goes on.
+
+  `eval_split` ('val' / 'test') overrides every cell's `data.eval_split`.
+  """
   from aplt_jax import train  # pylint: disable=g-import-not-at-top
   todo = [c for c in cells(grid) if not only or any(s in c.name for s in only)]
   failures = []
@@ -111,7 +119,8 @@ def run_grid(grid: dict, out: str, only: list[str] | None = None) -> list[dict]:
       continue
     print(f"[{i + 1}/{len(todo)}] {cell.name} ({(time.time() - t0) / 60:.1f} min so far)",
           flush=True)
-    config = apply_overrides(grid["base"], cell.overrides)
+    config = apply_overrides(grid["base"], cell.overrides + (
+        (("data.eval_split", eval_split),) if eval_split else ()))
     try:
       train.train_and_evaluate(config, workdir)
     except Exception as e:  # pylint: disable=broad-except
@@ -136,7 +145,7 @@ def main(argv):
   os.makedirs(FLAGS.out, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", os.path.join(FLAGS.out, ".jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  failures = [] if FLAGS.report_only else run_grid(grid, FLAGS.out, FLAGS.only)
+  failures = [] if FLAGS.report_only else run_grid(grid, FLAGS.out, FLAGS.only, FLAGS.eval_split)
   experiment_report.write_report(grid, cells(grid), FLAGS.out, grid.get("class_names"))
   print(f"Wrote {os.path.join(FLAGS.out, 'results.md')}" +
         (f"; {len(failures)} runs failed (failures.json)" if failures else ""))

@@ -36,6 +36,8 @@ class OfflineResult(NamedTuple):
     thresholds: [C] float32 per-class thresholds tau_t(c).
     num_iters: [] int32 k-means centre updates.
     objective: [] float32 k-means objective (sum of valid distances).
+    offset: [d] float32 mean subtracted from the unit-norm features before clustering
+      (`center=True`), zeros otherwise.
   """
   kmeans_centers: jax.Array
   centers: jax.Array
@@ -45,11 +47,64 @@ class OfflineResult(NamedTuple):
   thresholds: jax.Array
   num_iters: jax.Array
   objective: jax.Array
+  offset: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "threshold"))
-def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, labeled_spread_q, *,
-            num_classes, threshold):
+SELECTION_SCORES = ("distance", "margin", "prob")
+
+
+def selection_score(z: jax.Array, centers: jax.Array, cls: jax.Array, kind: str,
+                    scale: float | jax.Array = 16.0) -> jax.Array:
+  """How far each row is from confidently belonging to class `cls` (lower: more confident).
+
+  Args:
+    z: [N, d] unit-norm features; centers: [C, d] unit-norm centres; cls: [N] int32 class.
+    kind: 'distance': `1 - cos(z, mu_cls)`, the cosine distance (DESIGN E3);
+      'margin': `(1 - (cos_cls - max_{c != cls} cos_c)) / 2`, small when the assigned centre
+      beats the runner-up by far, whatever the absolute distance (features in a narrow cone
+      sit at similar distances from every centre);
+      'prob': `1 - softmax(scale * cos)_cls`, the prototype classifier's doubt.
+    scale: the prototype classifier's `s` ('prob' only).
+
+  Returns:
+    [N] float32, in [0, 2] ('distance'), [-0.5, 1.5] ('margin') or [0, 1] ('prob').
+  """
+  if kind == "distance":  # clipping removes rounding just outside [0, 2]
+    return jnp.clip(1.0 - jnp.sum(z * centers[cls], axis=-1), 0.0, 2.0)
+  cos = z @ centers.T
+  own = jnp.take_along_axis(cos, cls[:, None], axis=-1)[:, 0]
+  if kind == "margin":
+    others = jnp.where(jax.nn.one_hot(cls, cos.shape[-1], dtype=bool), -jnp.inf, cos)
+    return 0.5 * (1.0 - (own - jnp.max(others, axis=-1)))
+  if kind == "prob":
+    p = jax.nn.softmax(scale * cos, axis=-1)
+    return 1.0 - jnp.take_along_axis(p, cls[:, None], axis=-1)[:, 0]
+  raise ValueError(f"aplt.select={kind!r}: expected one of {SELECTION_SCORES}.")
+
+
+def kept_fraction(q: float, q_final: float | None, r: int, num_rounds: int) -> float:
+  """Round r's (1-based) quantile: `q`, growing linearly to `q_final` by the last round."""
+  if q_final is None or num_rounds <= 1:
+    return float(q)
+  return float(q + (q_final - q) * (min(max(r, 1), num_rounds) - 1) / (num_rounds - 1))
+
+
+@jax.jit
+def center_features(z: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Centres rows (normalised first) on their valid mean, renormalises: (z' [N, d], mean [d]).
+
+  Post-ReLU mean features fill a narrow cone, where every centre sits at a similar cosine from
+  every clip; removing the common direction spreads them out. Invalid rows become zeros.
+  """
+  z = kmeans.l2_normalize(jnp.where(valid[:, None], z.astype(jnp.float32), 0.0))
+  w = valid.astype(jnp.float32)[:, None]
+  mean = jnp.sum(z * w, axis=0) / jnp.maximum(jnp.sum(w), 1.0)
+  return jnp.where(valid[:, None], kmeans.l2_normalize(z - mean), 0.0), mean
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "threshold", "select"))
+def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, labeled_spread_q,
+            scale, *, num_classes, threshold, select="distance"):
   """E3 thresholds and E4 prototypes from the k-means result, on the k-means rows.
 
   Rows mix labeled points (`labels` their class) and unlabeled ones (`unlabeled` True), in any
@@ -58,11 +113,13 @@ def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, label
 
   Args:
     z: [N, d] features; labels: [N] int32; valid, unlabeled: [N] bool; kmeans_centers: [C, d];
-    assign: [N] int32 k-means cluster of each row; q, kappa, labeled_spread_q: rule parameters.
+    assign: [N] int32 k-means cluster of each row; q, kappa, labeled_spread_q: rule parameters;
+    scale: the prototype classifier's `s` (for `select='prob'`); select: the selection score
+    that the threshold rule screens (`selection_score`).
 
   Returns:
-    (prototypes [C, d], dist [N] distance to the assigned centre, keep [N] (unlabeled rows
-    within their cluster's threshold), thresholds [C]).
+    (prototypes [C, d], dist [N] selection score for the assigned centre, keep [N] (unlabeled
+    rows within their cluster's threshold), thresholds [C]).
   """
   c = num_classes
   z = kmeans.l2_normalize(jnp.where(valid[:, None], z.astype(jnp.float32), 0.0))
@@ -71,8 +128,7 @@ def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, label
   y = jnp.clip(labels, 0, c - 1)
   assign = jnp.clip(assign, 0, c - 1)
 
-  # 1 - z.mu lies in [0, 2] for unit vectors; clipping removes rounding just outside it.
-  dist = lambda ids: jnp.clip(1.0 - jnp.sum(z * kmeans_centers[ids], axis=-1), 0.0, 2.0)
+  dist = lambda ids: selection_score(z, kmeans_centers, ids, select, scale)
   dist_l, dist_u = dist(y), dist(assign)
   tau, keep = thresholds_lib.compute(
       threshold, dist_u, assign, is_u, dist_l, y, is_l, c,
@@ -93,25 +149,34 @@ def _check_labels_cover_classes(labels, valid, num_classes: int) -> None:
 
 
 def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, threshold: str, q,
-                        kappa, labeled_spread_q, max_iter, tol, mesh: Mesh | None):
+                        kappa, labeled_spread_q, max_iter, tol, mesh: Mesh | None,
+                        select: str = "distance", scale: float = 16.0, center: bool = False):
   """E2-E4 over rows `z [N, d]` (host or device, sharded on `mesh` or not).
 
-  `labels [N]` (-1: free), `valid [N]` and `unlabeled [N]` are host arrays. Returns the k-means
-  result and `_select`'s (prototypes, dist [N], keep [N], thresholds [C]).
+  `labels [N]` (-1: free), `valid [N]` and `unlabeled [N]` are host arrays. With `center`, the
+  rows are first centred on their valid mean (`center_features`). Returns the k-means result,
+  `_select`'s (prototypes, dist [N], keep [N], thresholds [C]) and the offset [d].
   """
   n = z.shape[0]
   if mesh is None:
     labels, valid, unlabeled = map(jnp.asarray, (labels, valid, unlabeled))
-    km = kmeans.jit_spherical_kmeans(z, labels, valid, num_classes, max_iter=max_iter, tol=tol)
   else:  # Padding rows (if N does not divide) are invalid and cut off below.
     z, labels, valid, unlabeled = kmeans.shard_rows(
         mesh, (z, 0.0), (labels, -1), (valid, False), (unlabeled, False))
+  if center:
+    z, offset = center_features(z, valid)
+  else:
+    offset = jnp.zeros(z.shape[-1:], jnp.float32)
+  if mesh is None:
+    km = kmeans.jit_spherical_kmeans(z, labels, valid, num_classes, max_iter=max_iter, tol=tol)
+  else:
     km = kmeans.sharded_spherical_kmeans(mesh, z, labels, valid, num_classes,
                                          max_iter=max_iter, tol=tol)
-  params = tuple(np.float32(v) for v in (q, kappa, labeled_spread_q))
+  params = tuple(np.float32(v) for v in (q, kappa, labeled_spread_q, scale))
   protos, dist, keep, tau = _select(z, labels, valid, unlabeled, km.centers, km.assign,
-                                    *params, num_classes=num_classes, threshold=threshold)
-  return km._replace(assign=km.assign[:n]), (protos, dist[:n], keep[:n], tau)
+                                    *params, num_classes=num_classes, threshold=threshold,
+                                    select=select)
+  return km._replace(assign=km.assign[:n]), (protos, dist[:n], keep[:n], tau), offset
 
 
 def pseudo_label(
@@ -123,6 +188,9 @@ def pseudo_label(
     max_iter: int = 100,
     tol: float = 1e-5,
     mesh: Mesh | None = None,
+    select: str = "distance",
+    scale: float = 16.0,
+    center: bool = False,
 ) -> OfflineResult:
   """E2-E4 on precomputed embeddings.
 
@@ -137,6 +205,7 @@ def pseudo_label(
     q, kappa, labeled_spread_q: threshold parameters (DESIGN E3).
     max_iter, tol: k-means stopping rule.
     mesh: 1-D mesh with a 'data' axis to shard k-means over; None runs on one device.
+    select, scale, center: the selection score, its scale, and feature centring (DESIGN E3).
 
   Returns:
     OfflineResult.
@@ -159,11 +228,12 @@ def pseudo_label(
                            np.full(n_u, -1, np.int32)])
   valid = np.concatenate([valid_l, np.asarray(valid_u, bool)])
   unlabeled = np.arange(n_l + n_u) >= n_l
-  km, (protos, dist, keep, tau) = _cluster_and_select(
+  km, (protos, dist, keep, tau), offset = _cluster_and_select(
       z, labels, valid, unlabeled, num_classes, threshold=threshold, q=q, kappa=kappa,
-      labeled_spread_q=labeled_spread_q, max_iter=max_iter, tol=tol, mesh=mesh)
+      labeled_spread_q=labeled_spread_q, max_iter=max_iter, tol=tol, mesh=mesh, select=select,
+      scale=scale, center=center)
   return OfflineResult(km.centers, protos, km.assign[n_l:], dist[n_l:], keep[n_l:], tau,
-                       km.num_iters, km.objective)
+                       km.num_iters, km.objective, offset)
 
 
 def to_prototypes(result: OfflineResult, labeled_index, labeled_y, unlabeled_index,
@@ -207,6 +277,7 @@ def to_prototypes(result: OfflineResult, labeled_index, labeled_y, unlabeled_ind
       keep=jnp.asarray(keep),
       thresholds=jnp.asarray(result.thresholds, jnp.float32),
       round=jnp.asarray(round, jnp.int32),
+      offset=jnp.asarray(result.offset, jnp.float32),
   )
 
 
@@ -301,14 +372,15 @@ def embed(embed_step, state, dataset, indices, mesh, *, key, weak: bool, batch_s
 
 def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled: np.ndarray,
                       mesh, *, key, round_: int, aplt_cfg, batch_size: int, use_ema: bool,
-                      read_threads: int = 4, progress=None):
+                      read_threads: int = 4, progress=None, q: float | None = None):
   """E1-E4: embed every training clip with the frozen model, cluster, screen, build prototypes.
 
   Labeled clips are embedded V+1 times (centre plus `aplt_cfg.labeled_views` weak views, view v
   drawn with `fold_in(key, v)`), unlabeled clips once (centre view). The features stay on
   device, sharded as the embedding pass left them, through k-means, thresholds and prototypes;
-  only the per-clip results ([N] ints) come back to the host. Returns the replicated Prototypes
-  pytree for round `round_` and the phase's metrics.
+  only the per-clip results ([N] ints) come back to the host. `q` overrides
+  `aplt_cfg.threshold_q` (the kept-fraction schedule). Returns the replicated Prototypes pytree
+  for round `round_` and the phase's metrics.
   """
   from aplt_jax import parallel  # pylint: disable=g-import-not-at-top
   views = aplt_cfg.labeled_views
@@ -335,18 +407,19 @@ def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled
   unl = src >= n_l
   row_labels = np.where(valid & ~unl, np.tile(y_lab, views + 1)[np.clip(src, 0, n_l - 1)], -1)
   _check_labels_cover_classes(row_labels, valid, c)
-  km, (protos_c, dist, keep, tau) = _cluster_and_select(
+  km, (protos_c, dist, keep, tau), offset = _cluster_and_select(
       emb.z, row_labels.astype(np.int32), valid, unl, c, threshold=aplt_cfg.threshold,
-      q=aplt_cfg.threshold_q, kappa=aplt_cfg.threshold_kappa,
+      q=aplt_cfg.threshold_q if q is None else q, kappa=aplt_cfg.threshold_kappa,
       labeled_spread_q=aplt_cfg.labeled_spread_q, max_iter=aplt_cfg.kmeans_max_iter,
-      tol=aplt_cfg.kmeans_tol, mesh=mesh)
+      tol=aplt_cfg.kmeans_tol, mesh=mesh, select=aplt_cfg.select, scale=aplt_cfg.scale,
+      center=aplt_cfg.center)
   host = parallel.to_host(dict(assign=km.assign, dist=dist, keep=keep, centers=km.centers,
                                protos=protos_c, tau=tau, iters=km.num_iters,
-                               objective=km.objective))
+                               objective=km.objective, offset=offset))
   rows_u = np.flatnonzero(unl)[np.argsort(src[unl], kind="stable")]  # unlabeled, in order
   result = OfflineResult(host["centers"], host["protos"], host["assign"][rows_u],
                          host["dist"][rows_u], host["keep"][rows_u], host["tau"],
-                         host["iters"], host["objective"])
+                         host["iters"], host["objective"], host["offset"])
   protos = to_prototypes(result, labeled, y_lab, unlabeled, len(labels), round_)
   metrics = pseudo_label_metrics(result, labels[unlabeled].astype(np.int32),
                                  np.ones(len(unlabeled), bool))

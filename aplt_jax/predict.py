@@ -109,13 +109,15 @@ class Predictor:
     model = models.build(config.model.name, len(class_names),
                          **models.kwargs_from_config(config.model))
     views = views_lib.build("video", config, frames_per_segment=self.spec.frames_per_segment)
-    eval_step = steps.make_eval_step(views, config.eval.head, config.aplt.scale)
+    center = bool(config.aplt.get("center", False))  # workdirs from before the knob: False
+    eval_step = steps.make_eval_step(views, config.eval.head, config.aplt.scale, center)
     self._state = TrainState(
         step=jnp.zeros((), jnp.int32), params=state["params"], batch_stats=state["batch_stats"],
         ema_params=state["ema_params"], opt_state=(), ssl_state=(), rng=jnp.zeros((), jnp.uint32),
         apply_fn=model.apply, tx=None)
-    self._protos = Prototypes(**{k: prototypes[k] for k in
-                                 ("centers", "labels", "keep", "thresholds", "round")})
+    fields = {k: prototypes[k] for k in ("centers", "labels", "keep", "thresholds", "round")}
+    fields["offset"] = prototypes.get("offset", jnp.zeros(fields["centers"].shape[-1:]))
+    self._protos = Prototypes(**fields)
     self._step = jax.jit(eval_step, static_argnums=(3,))
 
   @classmethod

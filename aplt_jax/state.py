@@ -29,12 +29,15 @@ class Prototypes:
     keep: [N] bool, unlabeled clips that passed the self-adaptive threshold.
     thresholds: [C] float32, per-class cosine-distance thresholds tau_t(c).
     round: [] int32, the round that produced them (0: none yet).
+    offset: [d] float32, mean unit-norm feature subtracted before normalising when the offline
+      phase centres its features (`aplt.center`); zeros otherwise.
   """
   centers: jax.Array
   labels: jax.Array
   keep: jax.Array
   thresholds: jax.Array
   round: jax.Array
+  offset: jax.Array
 
   @classmethod
   def empty(cls, num_classes: int, feature_dim: int, num_train: int) -> "Prototypes":
@@ -44,6 +47,7 @@ class Prototypes:
         keep=jnp.zeros((num_train,), bool),
         thresholds=jnp.zeros((num_classes,), jnp.float32),
         round=jnp.zeros((), jnp.int32),
+        offset=jnp.zeros((feature_dim,), jnp.float32),
     )
 
 

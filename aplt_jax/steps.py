@@ -38,7 +38,15 @@ class Views:
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-  """Static loss hyperparameters (DESIGN E5-E9)."""
+  """Static loss hyperparameters (DESIGN E5-E9) and the prototype branch's options.
+
+  `head_weight` (gamma): the kept offline pseudo-labels also train the parametric head h on the
+  unlabeled strong view, `gamma * lambda_u * masked_mean(CE(h(SA(u)), y_hat), keep)`.
+  `rampup_steps`: alpha, beta and gamma grow linearly from 0 over this many steps after
+  `rampup_start` (the end of the supervised warm-up); 0 applies them at full weight at once.
+  `center`: the prototype branch sees `normalize(f) - prototypes.offset` (the offline phase's
+  feature mean), the geometry its centres were built in.
+  """
   lambda_u: float = 1.0
   alpha: float = 1.0
   beta: float = 1.0
@@ -46,12 +54,33 @@ class LossWeights:
   margin: float = 0.2
   sync: bool = False  # Ablation: E8 labels from the current online prediction, not offline.
   sync_threshold: float = 0.95
+  head_weight: float = 0.0
+  rampup_start: int = 0
+  rampup_steps: int = 0
+  center: bool = False
 
   @classmethod
   def from_config(cls, config) -> "LossWeights":
     a = config.aplt
     return cls(lambda_u=config.ssl.lambda_u, alpha=a.alpha, beta=a.beta, scale=a.scale,
-               margin=a.margin, sync=a.sync, sync_threshold=config.ssl.threshold)
+               margin=a.margin, sync=a.sync, sync_threshold=config.ssl.threshold,
+               head_weight=a.head_weight, rampup_start=config.warmup_steps,
+               rampup_steps=a.rampup_steps, center=a.center)
+
+  def ramp(self, step: jax.Array) -> jax.Array:
+    """[] float32 factor in [0, 1] on the prototype-branch weights at global `step`."""
+    if self.rampup_steps <= 0:
+      return jnp.ones((), jnp.float32)
+    done = (step - self.rampup_start + 1).astype(jnp.float32) / self.rampup_steps
+    return jnp.clip(done, 0.0, 1.0)
+
+
+def proto_features(feats: jax.Array, prototypes: Prototypes, center: bool) -> jax.Array:
+  """Features as the prototype classifier sees them: raw, or unit-norm minus the offset."""
+  if not center:
+    return feats
+  return losses.l2_normalize(feats.astype(jnp.float32)) - jax.lax.stop_gradient(
+      prototypes.offset)
 
 
 def make_optimizer(optim_cfg, total_steps: int) -> optax.GradientTransformation:
@@ -142,6 +171,7 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
     sizes = [p.shape[0] for p in parts]
     x = jnp.concatenate(parts, axis=0)
     centers = jax.lax.stop_gradient(prototypes.centers)
+    ramp = weights.ramp(state.step)
 
     def loss_fn(params):
       (logits, feats), updates = state.apply_fn(
@@ -158,11 +188,13 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
       terms["sup_margin"] = zero
       terms["u_logits"] = zero
       terms["u_margin"] = zero
+      terms["u_head"] = zero
       extra = zero
       new_ssl = state.ssl_state
       if protos_used:
+        pfeats = proto_features(feats, prototypes, weights.center)
         terms["sup_margin"] = jnp.mean(losses.cosface_loss(
-            chunk(feats, 1), centers, y, scale=weights.scale, margin=weights.margin))
+            chunk(pfeats, 1), centers, y, scale=weights.scale, margin=weights.margin))
       if unlabeled_used:
         iw, is_ = (2, 3) if protos_used else (1, 2)
         logits_w, logits_s = chunk(logits, iw), chunk(logits, is_)
@@ -182,13 +214,16 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
             yhat = prototypes.labels[unl["index"]]
             keep = prototypes.keep[unl["index"]].astype(jnp.float32)
           terms["u_margin"] = losses.masked_mean(losses.cosface_loss(
-              chunk(feats, is_), centers, yhat, scale=weights.scale, margin=weights.margin), keep)
+              chunk(pfeats, is_), centers, yhat, scale=weights.scale, margin=weights.margin), keep)
+          if weights.head_weight:
+            terms["u_head"] = losses.consistency_loss(logits_s, yhat, keep)
           aux["proto_keep_rate"] = jnp.mean(keep)
           aux["proto_pl_acc_kept"] = _accuracy_where(yhat, hidden, keep)
         aux["loss_extra"] = extra  # The method's own term (FreeMatch's fairness), else 0.
       total = losses.aplt_total(terms["sup_logits"], terms["sup_margin"], terms["u_logits"],
-                                terms["u_margin"], alpha=weights.alpha, beta=weights.beta,
-                                lambda_u=weights.lambda_u) + extra
+                                terms["u_margin"], alpha=weights.alpha * ramp,
+                                beta=weights.beta * ramp, lambda_u=weights.lambda_u) + extra
+      total += weights.lambda_u * weights.head_weight * ramp * terms["u_head"]
       return total, (terms, aux, updates["batch_stats"], new_ssl)
 
     (loss, (terms, aux, batch_stats, new_ssl)), grads = jax.value_and_grad(
@@ -200,7 +235,7 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
     ema_params = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema_params, params)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               ema_params=ema_params, opt_state=opt_state, ssl_state=new_ssl)
-    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "proto_ramp": ramp,
                **{f"loss_{k}": v for k, v in terms.items()}, **aux}
     return new_state, metrics
 
@@ -212,7 +247,8 @@ def _variables(state: TrainState, use_ema: bool) -> dict:
           "batch_stats": state.batch_stats}
 
 
-def make_eval_step(views: Views, head: str = "linear", scale: float = 16.0):
+def make_eval_step(views: Views, head: str = "linear", scale: float = 16.0,
+                   center: bool = False):
   """Returns `eval_step(state, x, prototypes, use_ema) -> (scores [B, C], features [B, d])`.
 
   `head`: 'linear' (parametric head h), 'proto' (prototype classifier p(z)), or 'ensemble'
@@ -227,7 +263,8 @@ def make_eval_step(views: Views, head: str = "linear", scale: float = 16.0):
     if head == "linear":
       scores = logits
     else:
-      proto = losses.prototype_logits(feats, prototypes.centers, scale)
+      proto = losses.prototype_logits(proto_features(feats, prototypes, center),
+                                      prototypes.centers, scale)
       if head == "proto":
         scores = proto
       else:

@@ -115,12 +115,13 @@ class Run:
     jit_train = lambda fn: jax.jit(fn, in_shardings=(rep, dat, rep), out_shardings=(rep, rep),
                                    donate_argnums=(0,))
     self.online_step = jit_train(online)
-    if self.method.uses_unlabeled:
+    if self.method.uses_unlabeled or self.method.uses_prototypes:  # warm-up: labels only
       warm = steps.make_train_step(ssl.get("supervised", c.ssl), self.views, weights, c.ema_decay)
       self.warmup_step = jit_train(warm)
     else:
       self.warmup_step = self.online_step
-    self.eval_step = jax.jit(steps.make_eval_step(self.views, c.eval.head, c.aplt.scale),
+    self.eval_step = jax.jit(steps.make_eval_step(self.views, c.eval.head, c.aplt.scale,
+                                                  c.aplt.center),
                              static_argnums=(3,), out_shardings=(dat, dat))
     self.embed_step = jax.jit(steps.make_embed_step(self.views), static_argnums=(3, 4),
                               out_shardings=dat)
@@ -325,12 +326,17 @@ class Run:
   def offline_phase(self, state, r: int, step: int):
     c = self.config
     t = time.time()
+    # Without unlabeled losses (the supervised_proto control) prototypes come from labels only.
+    unlabeled = self.unlabeled if self.method.uses_unlabeled else self.unlabeled[:0]
+    q = offline.kept_fraction(c.aplt.threshold_q, c.aplt.threshold_q_final, r,
+                              self.schedule.num_rounds)
     protos, metrics = offline.run_offline_phase(
-        self.embed_step, state, self.dataset, self.labeled, self.unlabeled, self.mesh,
+        self.embed_step, state, self.dataset, self.labeled, unlabeled, self.mesh,
         key=jax.random.fold_in(jax.random.fold_in(self.root_key, 1), r), round_=r,
         aplt_cfg=c.aplt, batch_size=c.eval.batch_size, use_ema=c.aplt.embed_ema,
-        read_threads=c.data.read_threads, progress=self.progress)
+        read_threads=c.data.read_threads, progress=self.progress, q=q)
     metrics["offline/seconds"] = time.time() - t
+    metrics["offline/q"] = q
     row = self.writer.write(step, r, "offline", metrics)
     self.last_offline = row
     if jax.process_index() == 0:

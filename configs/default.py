@@ -26,7 +26,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.labels_per_class = config_dict.placeholder(int)
   c.data.split_seed = config_dict.placeholder(int)  # None: use `seed`.
   c.data.num_classes = 12  # Must agree with the dataset.
-  c.data.eval_split = "test"
+  c.data.eval_split = "test"  # test: reported tables | val: choosing defaults and variants.
+  # Validation carved from the training side where the source has none (sequences: whole
+  # subjects when known); never trained on. Synthetic: data.synthetic.num_val.
+  c.data.val_fraction = 0.0
   c.data.read_threads = 4  # Grain read threads for the training input pipeline.
   c.data.prefetch = 4  # Batches prefetched ahead of the train step.
   # The built-in synthetic micro-action dataset (DESIGN 4.1).
@@ -44,6 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
   # default (watch: 200 = 4 s at 50 Hz; npz / npy_folder: 0 = whole sequences, one length).
   c.data.sequence.stride = config_dict.placeholder(int)  # None: the dataset's (watch 100) or half.
   c.data.sequence.test_subjects = ()  # Held-out subjects; (): the dataset's (watch: 8, 9, 10).
+  c.data.sequence.val_subjects = ()  # Validation subjects; (): the dataset's (watch: 7).
   c.data.sequence.test_fraction = 0.2  # Held out when the source has no split nor test subjects.
   c.data.sequence.test_seed = 0  # Seed of that train / test draw (the dataset's own, fixed).
   c.data.sequence.normalize = True  # Per-channel standardisation, statistics of the train split.
@@ -115,7 +119,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.ssl.threshold = 0.95  # tau_on: FixMatch / FlexMatch confidence threshold (E7).
   c.ssl.lambda_u = 1.0  # Weight of the unlabeled losses (E9).
   c.ssl.flexmatch = ml_collections.ConfigDict(dict(thresh_warmup=True))
-  c.ssl.freematch = ml_collections.ConfigDict(dict(ema=0.999, ent_weight=0.01))
+  c.ssl.freematch = ml_collections.ConfigDict(dict(ema=0.999, ent_weight=0.001))
   c.ssl.softmatch = ml_collections.ConfigDict(dict(ema=0.999, n_sigma=2.0, dist_align=True))
 
   # ---- APLT (DESIGN 2) ----------------------------------------------------------------------
@@ -134,6 +138,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.aplt.offline_every = 1  # Rounds per offline phase.
   c.aplt.sync = False  # Ablation: pseudo-labels from the current online predictions each step.
   c.aplt.embed_ema = True  # Offline embedding with the EMA parameters.
+  # The offline phase's strength (DESIGN 2, "Open"; chosen on validation splits, README).
+  c.aplt.select = "distance"  # Score the threshold screens: distance | margin | prob.
+  c.aplt.center = False  # Centre the offline features (and the prototype branch's) on their mean.
+  c.aplt.threshold_q_final = config_dict.placeholder(float)  # q grows linearly to this by the
+  # last round (None: q stays aplt.threshold_q).
+  c.aplt.head_weight = 0.0  # gamma: kept offline labels also train the linear head h (E7-like).
+  c.aplt.rampup_steps = 0  # alpha, beta, gamma ramp from 0 over this many steps after warm-up.
 
   # ---- Evaluation, logging, checkpoints -----------------------------------------------------
   c.eval = ml_collections.ConfigDict()

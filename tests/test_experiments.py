@@ -1,5 +1,6 @@
 """The experiment runner on a 2-method x 1-budget x 1-seed tiny grid, end to end."""
 import csv
+import json
 
 from aplt_jax import experiment_report
 from aplt_jax import experiments
@@ -37,3 +38,18 @@ def test_tiny_grid_writes_tables_and_figures(tmp_path, data_dir):
   before = (out / "25pct/aplt/seed0/final.json").read_text()
   assert experiments.run_grid(grid, str(out), only=["aplt/"]) == []
   assert (out / "25pct/aplt/seed0/final.json").read_text() == before
+
+
+def test_eval_split_scores_the_grid_on_validation(tmp_path, data_dir):
+  """--eval_split=val: every cell is scored on the validation split (choosing), not test."""
+  path = tmp_path / "grid.py"
+  path.write_text(GRID.format(data_dir=str(data_dir)).replace(
+      '"eval.write_features": True', '"data.synthetic.num_val": 12'))
+  grid = experiments.load_grid(str(path))
+  out = tmp_path / "val"
+  assert experiments.run_grid(grid, str(out), only=["aplt/"], eval_split="val") == []
+  final = json.loads((out / "25pct/aplt/seed0/final.json").read_text())
+  assert final["eval_split"] == "val"
+  assert sum(map(sum, final["ema"]["confusion"])) == 12  # the 12 validation clips, not 24 test
+  config = json.loads((out / "25pct/aplt/seed0/config.json").read_text())
+  assert config["data"]["eval_split"] == "val"

@@ -87,7 +87,8 @@ def _hand_result():
       keep_u=np.array([True, False, True, False, False]),
       thresholds=np.array([0.3, 0.4, 0.5], np.float32),
       num_iters=np.int32(7),
-      objective=np.float32(1.5))
+      objective=np.float32(1.5),
+      offset=np.zeros(2, np.float32))
 
 
 def test_to_prototypes_row_layout():
@@ -122,3 +123,77 @@ def test_pseudo_label_metrics():
   m = offline.pseudo_label_metrics(none_kept, np.array([2, 1, 0, 2, 1]), valid_u)
   assert m["offline/kept_frac"] == 0.0 and m["offline/pl_acc_all"] == 1.0
   assert "offline/pl_acc_kept" not in m
+
+
+# ---- The offline phase's options (aplt.select, aplt.center, the kept-fraction schedule) ------
+
+
+def test_selection_scores_on_hand_computed_rows():
+  """Three unit centres in 2-D (0, 90, 45 degrees); a row at 10 degrees assigned to class 0."""
+  centers = np.stack([_unit(0), _unit(90), _unit(45)]).astype(np.float32)
+  z = _unit(10)[None].astype(np.float32)
+  cls = np.array([0], np.int32)
+  cos = centers @ z[0]  # cos 10, cos 80, cos 35
+  d = offline.selection_score(z, centers, cls, "distance")
+  np.testing.assert_allclose(d, [1 - np.cos(np.deg2rad(10))], rtol=1e-5)
+  # The runner-up is the 45-degree centre: margin cos10 - cos35.
+  m = offline.selection_score(z, centers, cls, "margin")
+  np.testing.assert_allclose(m, [0.5 * (1 - (cos[0] - cos[2]))], rtol=1e-5)
+  p = offline.selection_score(z, centers, cls, "prob", scale=16.0)
+  e = np.exp(16 * cos)
+  np.testing.assert_allclose(p, [1 - e[0] / e.sum()], rtol=1e-5)
+  # Assigned to the 45-degree centre instead, the margin counts against the 0-degree one.
+  m2 = offline.selection_score(z, centers, np.array([2], np.int32), "margin")
+  np.testing.assert_allclose(m2, [0.5 * (1 - (cos[2] - cos[0]))], rtol=1e-5)
+  with pytest.raises(ValueError, match="aplt.select"):
+    offline.selection_score(z, centers, cls, "entropy")
+
+
+def test_margin_selection_keeps_the_unambiguous_row_that_distance_drops():
+  """Rows equally far from their centre (distance ties) but one sits between two centres."""
+  centers = np.stack([_unit(0), _unit(60)]).astype(np.float32)
+  z = np.stack([_unit(-20), _unit(20)]).astype(np.float32)  # both 20 degrees from centre 0
+  cls = np.zeros(2, np.int32)
+  d = np.asarray(offline.selection_score(z, centers, cls, "distance"))
+  assert d[0] == pytest.approx(d[1], abs=1e-6)
+  m = np.asarray(offline.selection_score(z, centers, cls, "margin"))
+  assert m[0] < m[1]  # -20 degrees is far from the 60-degree centre, +20 is not
+
+
+def test_center_features_removes_the_common_direction():
+  rng = np.random.default_rng(0)
+  raw = np.abs(rng.normal(size=(40, 8))) + 3.0  # post-ReLU-like: a narrow cone
+  z = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
+  valid = np.ones(41, bool)
+  valid[-1] = False
+  zc, mean = offline.center_features(np.concatenate([z, 9 * np.ones((1, 8), np.float32)]), valid)
+  zc, mean = np.asarray(zc), np.asarray(mean)
+  np.testing.assert_allclose(mean, z.mean(0), rtol=1e-5)  # the padding row is left out
+  np.testing.assert_allclose(zc[:-1], (z - mean) / np.linalg.norm(z - mean, axis=1,
+                                                                  keepdims=True), rtol=1e-4)
+  np.testing.assert_array_equal(zc[-1], 0.0)
+  cone = (z @ z.T)[np.triu_indices(40, 1)].mean()
+  spread = (zc[:-1] @ zc[:-1].T)[np.triu_indices(40, 1)].mean()
+  assert cone > 0.8 and abs(spread) < 0.1
+
+
+def test_centred_pseudo_labels_return_the_offset(case):
+  res = offline.pseudo_label(*case, 2, threshold="none", center=True)
+  _, _, valid_l, z_u, valid_u = case
+  z_l = case[0]
+  rows = np.concatenate([z_l[valid_l], z_u[valid_u]])
+  rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+  np.testing.assert_allclose(np.asarray(res.offset), rows.mean(0), rtol=1e-5)
+  plain = offline.pseudo_label(*case, 2, threshold="none")
+  np.testing.assert_array_equal(np.asarray(plain.offset), 0.0)
+
+
+@pytest.mark.parametrize("q, q_final, rounds, expected", [
+    (0.3, None, 5, [0.3] * 5),
+    (0.3, 1.0, 5, [0.3, 0.475, 0.65, 0.825, 1.0]),
+    (0.5, 0.2, 3, [0.5, 0.35, 0.2]),
+    (0.3, 1.0, 1, [0.3]),
+])
+def test_kept_fraction_schedule(q, q_final, rounds, expected):
+  got = [offline.kept_fraction(q, q_final, r, rounds) for r in range(1, rounds + 1)]
+  np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -181,6 +181,28 @@ def test_subject_splits_never_share_a_subject():
     sequences.assign_splits(rec, test_subjects=(10, 11))
 
 
+def test_validation_split_is_carved_from_the_training_side_only():
+  x, y, s = _toy(n=60, subjects=10)
+  rec = readers.Recordings(x=list(x), y=y, subject=s, split=None, class_names=(), source="m")
+  split = sequences.assign_splits(rec, test_subjects=(9, 10), val_subjects=(7, 8))
+  assert set(s[split == "val"]) == {7, 8} and set(s[split == "test"]) == {9, 10}
+  assert set(s[split == "train"]) == set(range(1, 7))
+  for seed in (0, 1):  # a drawn fraction takes whole training subjects, never test ones
+    split = sequences.assign_splits(rec, test_subjects=(10,), val_fraction=0.25, seed=seed)
+    val, train = set(s[split == "val"]), set(s[split == "train"])
+    assert len(val) == 2 and 10 not in val and not val & train  # round(0.25 * 9 subjects)
+  with pytest.raises(DataError, match=r"val_subjects lists subjects \[10\]"):
+    sequences.assign_splits(rec, test_subjects=(10,), val_subjects=(10,))
+  # Without subjects: per class, a fraction of the training recordings.
+  rec = readers.Recordings(x=list(x), y=y, subject=np.full(60, -1), split=None,
+                           class_names=(), source="m")
+  split = sequences.assign_splits(rec, test_fraction=0.2, val_fraction=0.25, seed=0)
+  for k in range(N_CLASSES):
+    assert (split[y == k] == "test").sum() == 4 and (split[y == k] == "val").sum() == 4
+  with pytest.raises(DataError, match="carries its own split"):
+    sequences.assign_splits(sequences.dataclasses.replace(rec, split=split), val_fraction=0.2)
+
+
 def test_split_without_subjects_is_stratified_by_recording():
   x, y, _ = _toy(n=30)
   rec = readers.Recordings(x=list(x), y=y, subject=np.full(30, -1), split=None,
@@ -237,11 +259,17 @@ def test_watch_windows_and_subject_split(tmp_path):
   cfg = _data_cfg("watch", "", tmp_path / "tfds")
   cfg.num_classes = 7
   ds = data_lib.build(cfg)
-  assert (len(ds.train), len(ds.eval)) == (1522, 707)
+  # Subject 7 is the validation split (for choosing), 8-10 the test split (for reporting).
+  assert (len(ds.train), len(ds.eval)) == (1271, 707)
   assert ds.class_names == ["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"]
   meta = lambda src, k: np.array([int(src[i][k]) for i in range(len(src))])
   train_subj, test_subj = set(meta(ds.train, "subject")), set(meta(ds.eval, "subject"))
-  assert train_subj == set(range(1, 8)) and test_subj == {8, 9, 10}
+  assert train_subj == set(range(1, 7)) and test_subj == {8, 9, 10}
+  cfg.eval_split = "val"
+  val = data_lib.build(cfg).eval
+  assert len(val) == 251 and set(meta(val, "subject")) == {7}
+  train_rec, val_rec = set(meta(ds.train, "recording")), set(meta(val, "recording"))
+  assert not train_rec & val_rec
   assert ds.train[0]["sequence"].shape == (200, 6)
   # Every window is 200 consecutive samples of its recording, every 100 samples.
   raw = np.load(readers.watch_path(), allow_pickle=True).item()
@@ -251,8 +279,7 @@ def test_watch_windows_and_subject_split(tmp_path):
   expected = (raw["X"][r][start:start + 200] - np.array(info["mean"])) / np.array(info["std"])
   np.testing.assert_allclose(ds.train[i]["sequence"], expected, rtol=1e-4, atol=1e-5)
   assert start % 100 == 0 and int(ds.train[i]["label"]) == raw["y"][r]
-  assert sorted(set(meta(ds.train, "recording")) | set(meta(ds.eval, "recording"))) == list(
-      range(140))
+  assert sorted(train_rec | val_rec | set(meta(ds.eval, "recording"))) == list(range(140))
 
 
 # --- TCN --------------------------------------------------------------------------------------

@@ -68,3 +68,30 @@ def test_a_different_config_in_the_same_workdir_is_refused(runs, data_dir):
   with pytest.raises(ConfigError, match="uratio"):
     train.train_and_evaluate(tiny_config(data_dir, uratio=4), str(runs[1][0]),
                              jax.devices()[:1])
+
+
+def test_offline_options_and_the_supervised_proto_control_end_to_end(data_dir, tmp_path):
+  """Every offline-phase knob at once runs to the end; the control builds label-only prototypes."""
+  knobs = {"aplt.select": "margin", "aplt.center": True, "aplt.head_weight": 1.0,
+           "aplt.rampup_steps": 3, "aplt.threshold_q_final": 1.0}
+  final = train.train_and_evaluate(tiny_config(data_dir, **knobs), str(tmp_path / "knobs"),
+                                   jax.devices()[:1])
+  assert 0 <= final["ema"]["top1"] <= 1
+  rows = metric_writer.read_rows(str(tmp_path / "knobs"))
+  offline = [r for r in rows if r["phase"] == "offline"]
+  assert [r["offline/q"] for r in offline] == [0.3, 1.0]
+  assert offline[1]["offline/kept_frac"] == 1.0
+  ramp = [r["train/proto_ramp"] for r in rows if r["phase"] == "online"]
+  assert ramp[0] == pytest.approx(1 / 3) and ramp[-1] == 1.0
+  assert any(r["train/loss_u_head"] > 0 for r in rows if r["phase"] == "online")
+  last = np.load(tmp_path / "knobs" / "offline" / "round_002.npz")
+  assert np.linalg.norm(last["centers"], axis=1) == pytest.approx(1.0, rel=1e-5)
+
+  train.train_and_evaluate(tiny_config(data_dir, method="supervised_proto"),
+                           str(tmp_path / "control"), jax.devices()[:1])
+  rows = metric_writer.read_rows(str(tmp_path / "control"))
+  offline = [r for r in rows if r["phase"] == "offline"]
+  assert len(offline) == 2 and all(r["offline/kept_frac"] == 0 for r in offline)
+  online = [r for r in rows if r["phase"] == "online"]
+  assert all(r["train/loss_sup_margin"] > 0 and r["train/loss_u_logits"] == 0 for r in online)
+  assert all(r["train/loss_sup_margin"] == 0 for r in rows if r["phase"] == "warmup")

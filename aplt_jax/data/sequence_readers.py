@@ -25,6 +25,7 @@ WATCH_RATE_HZ = 50
 WATCH_WINDOW = 4 * WATCH_RATE_HZ
 WATCH_STRIDE = 2 * WATCH_RATE_HZ
 WATCH_TEST_SUBJECTS = (8, 9, 10)
+WATCH_VAL_SUBJECTS = (7,)  # For choosing defaults and variants; never trained on.
 WATCH_CLASS_NAMES = ("PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW")
 
 

@@ -88,8 +88,66 @@ def validate(rec: Recordings, num_classes: int) -> Recordings:
 
 
 def assign_splits(rec: Recordings, *, test_subjects: tuple[int, ...] = (),
-                  test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+                  test_fraction: float = 0.2, seed: int = 0, val_subjects: tuple[int, ...] = (),
+                  val_fraction: float = 0.0) -> np.ndarray:
   """The split ('train' / 'val' / 'test') of every recording, [R] str.
+
+  First train / test (`_train_test`), then the validation split carved from the training side
+  (`_carve_val`): `val_subjects`, else a seeded `val_fraction` of the training subjects (or,
+  without subjects, of each class's training recordings). A source's own split is used as it is.
+  Validation recordings are never trained on; they are for choosing, test is for reporting.
+  """
+  split = _train_test(rec, test_subjects=test_subjects, test_fraction=test_fraction, seed=seed)
+  if rec.split is not None:
+    if val_subjects or val_fraction:
+      raise DataError(f"{rec.source!r} carries its own split, and data.sequence.val_subjects / "
+                      "data.val_fraction ask for another; drop them (or the file's split).")
+    return split
+  return _carve_val(rec, split, val_subjects=val_subjects, val_fraction=val_fraction, seed=seed)
+
+
+def _carve_val(rec: Recordings, split: np.ndarray, *, val_subjects: tuple[int, ...],
+               val_fraction: float, seed: int) -> np.ndarray:
+  """Moves training recordings to 'val': whole subjects when subjects are known."""
+  subject = np.asarray(rec.subject)
+  train = split == "train"
+  if val_subjects:
+    if not (subject >= 0).all():
+      raise DataError(f"data.sequence.val_subjects={tuple(val_subjects)} needs a subject for "
+                      f"every sequence, but {rec.source!r} lacks some.")
+    absent = sorted(set(val_subjects) - set(subject[train].tolist()))
+    if absent:
+      raise DataError(f"data.sequence.val_subjects lists subjects {absent} that are not on the "
+                      f"training side of {rec.source!r} (training subjects: "
+                      f"{sorted(set(subject[train].tolist()))}).")
+    val = train & np.isin(subject, val_subjects)
+  elif val_fraction:
+    if not 0.0 < val_fraction < 1.0:
+      raise ConfigError(f"data.val_fraction={val_fraction} must be in [0, 1).")
+    rng = np.random.default_rng([seed, 13])
+    val = np.zeros(len(split), bool)
+    if (subject >= 0).all():
+      ids = np.unique(subject[train])
+      k = min(max(1, round(val_fraction * len(ids))), len(ids) - 1)
+      if k < 1:
+        raise DataError(f"{rec.source!r} has a single training subject: no validation subject "
+                        "can be carved from it; set data.val_fraction=0.")
+      val = train & np.isin(subject, rng.choice(ids, size=k, replace=False))
+    else:
+      for c in np.unique(rec.y[train]):
+        members = np.flatnonzero(train & (rec.y == c))
+        k = min(max(1, round(val_fraction * len(members))), len(members) - 1)
+        val[rng.choice(members, size=max(k, 0), replace=False)] = True
+  else:
+    return split
+  split = split.astype("<U5")
+  split[val] = "val"
+  return split
+
+
+def _train_test(rec: Recordings, *, test_subjects: tuple[int, ...] = (),
+                test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+  """Train / test (or the source's own split) of every recording, [R] str.
 
   In order of precedence: the recordings' own split; `test_subjects` (those subjects are the
   test set, everyone else trains); when subjects are known, a seeded draw of
@@ -218,6 +276,8 @@ class SequenceParams:
     test_fraction: the held-out fraction when the source has no split and no test subjects.
     seed: seed of that draw (the dataset's own, fixed across runs).
     normalize: standardise every channel with the training split's mean and std.
+    val_subjects, val_fraction: the validation split carved from the training side (see
+      `assign_splits`); never trained on.
   """
   kind: str
   fingerprint: str
@@ -228,9 +288,12 @@ class SequenceParams:
   test_fraction: float = 0.2
   seed: int = 0
   normalize: bool = True
+  val_subjects: tuple[int, ...] = ()
+  val_fraction: float = 0.0
 
   def __post_init__(self):
     object.__setattr__(self, "test_subjects", tuple(int(s) for s in self.test_subjects))
+    object.__setattr__(self, "val_subjects", tuple(int(s) for s in self.val_subjects))
     if self.window < 0 or (self.window and self.stride < 1):
       raise ConfigError(f"data.sequence.window={self.window} must be >= 0 and, when windowing, "
                       f"data.sequence.stride={self.stride} must be >= 1.")
@@ -238,7 +301,7 @@ class SequenceParams:
 
 _ABBREV = {"kind": "k", "fingerprint": "src", "num_classes": "c", "window": "win",
            "stride": "stride", "test_subjects": "ts", "test_fraction": "tf", "seed": "seed",
-           "normalize": "norm"}
+           "normalize": "norm", "val_subjects": "vs", "val_fraction": "vf"}
 
 
 def fingerprint(path: str) -> str:
@@ -325,7 +388,8 @@ def build_splits(params: SequenceParams, path: str) -> dict:
   'class_names'}."""
   rec = validate(readers.read(params.kind, path), params.num_classes)
   split = assign_splits(rec, test_subjects=params.test_subjects,
-                        test_fraction=params.test_fraction, seed=params.seed)
+                        test_fraction=params.test_fraction, seed=params.seed,
+                        val_subjects=params.val_subjects, val_fraction=params.val_fraction)
   train_ids = np.flatnonzero(split == "train")
   held_out = int(np.isin(split, ("val", "test")).sum())
   if not len(train_ids) or not held_out:
@@ -375,12 +439,14 @@ class Protocol:
     kind: the reader.
     window, stride: default windowing (window 0: whole sequences; stride 0: half the window).
     test_subjects: default held-out subjects.
+    val_subjects: default validation subjects (carved from the training side).
     default_path: where the source is when data.manual_dir is empty (None: it must be set).
   """
   kind: str
   window: int = 0
   stride: int = 0
   test_subjects: tuple[int, ...] = ()
+  val_subjects: tuple[int, ...] = ()
   default_path: Callable[[], str] | None = None
 
 
@@ -388,7 +454,8 @@ PROTOCOLS = {
     "npz": Protocol("npz"),
     "npy_folder": Protocol("npy-folder"),
     "watch": Protocol("watch", window=readers.WATCH_WINDOW, stride=readers.WATCH_STRIDE,
-                      test_subjects=readers.WATCH_TEST_SUBJECTS, default_path=readers.watch_path),
+                      test_subjects=readers.WATCH_TEST_SUBJECTS,
+                      val_subjects=readers.WATCH_VAL_SUBJECTS, default_path=readers.watch_path),
 }
 
 
@@ -410,7 +477,9 @@ def params_from_config(name: str, data_cfg) -> tuple[SequenceParams, str]:
       window=window, stride=stride,
       test_subjects=tuple(s.test_subjects) if s.test_subjects else proto.test_subjects,
       test_fraction=float(s.test_fraction), seed=int(s.test_seed),
-      normalize=bool(s.normalize)), path
+      normalize=bool(s.normalize),
+      val_subjects=tuple(s.val_subjects) if s.val_subjects else proto.val_subjects,
+      val_fraction=float(data_cfg.val_fraction)), path
 
 
 def open_dataset(name: str, data_cfg):

@@ -54,3 +54,14 @@ def build_fixmatch(ssl_cfg: Any) -> ssl.SSLMethod:
 def build_aplt(ssl_cfg: Any) -> ssl.SSLMethod:
   """APLT: FixMatch's parametric rule; the prototype losses live in the train step."""
   return _build("aplt", True, ssl_cfg)
+
+
+@ssl.register("supervised_proto")
+def build_supervised_proto(ssl_cfg: Any) -> ssl.SSLMethod:
+  """Attribution control (a grid row, not a method to pick): APLT's labeled losses only, E5 +
+  alpha E6 against prototypes built from labeled points alone; no unlabeled data at all."""
+  del ssl_cfg
+  return ssl.SSLMethod(
+      name="supervised_proto", uses_unlabeled=False, uses_prototypes=True,
+      init_state=ssl.trivial_state, pseudo_label=ssl._supervised_pseudo_label,  # pylint: disable=protected-access
+      extra_loss=ssl.no_extra_loss)

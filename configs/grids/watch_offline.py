@@ -1,0 +1,30 @@
+"""Choosing APLT's offline-phase knobs on the watch VALIDATION split (subject 7, never trained on).
+
+  python -m aplt_jax.experiments --grid=configs/grids/watch_offline.py --out=runs/watch_offline \
+      --eval_split=val
+
+Each ablation row changes one knob of configs/watch.py's APLT (DESIGN §2, "Open: the offline
+phase's strength"); FixMatch and APLT as they are give the reference rows. The README's
+"Choosing the offline phase" reads the paired differences from this grid's results.md.
+"""
+from configs.grids import watch
+
+
+def get_grid():
+  grid = watch.get_grid()
+  grid.update(
+      name="watch_offline",
+      methods=["fixmatch", "aplt"],
+      budgets={k: v for k, v in grid["budgets"].items() if k in ("2/class", "8/class")},
+      ablations={
+          "rampup": {"aplt.rampup_steps": 80},
+          "head": {"aplt.head_weight": 1.0},
+          "center": {"aplt.center": True},
+          "margin": {"aplt.select": "margin"},
+          "prob": {"aplt.select": "prob"},
+          "q_grow": {"aplt.threshold_q_final": 1.0},
+          "ensemble": {"eval.head": "ensemble"},
+      },
+      ablation_budgets=["2/class", "8/class"],
+  )
+  return grid
