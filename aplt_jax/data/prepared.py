@@ -1,9 +1,11 @@
-"""TFDS dataset builders: clips rendered or decoded once, stored as ArrayRecord (DESIGN §4).
+"""Prepared data: built once into ArrayRecord through TFDS, read back by index (DESIGN §4).
 
-No TensorFlow is needed: the builders use raw `Tensor` / `ClassLabel` features and write
-`file_format="array_record"`, which `sources.open_split` reads with random access.
+Build half: `ArrayRecordBuilder`, the base of every family's builder (synthetic, video,
+sequences), `config_name` and `prepare`. Read half: `Source`, one prepared split with random
+access for Grain, opened by `open_split`. No TensorFlow is needed: the builders use raw `Tensor`
+/ `ClassLabel` features and write `file_format="array_record"`.
 
-Shared conventions (for every builder in this module):
+Shared conventions (for every builder based on `ArrayRecordBuilder`):
 - features `video` (uint8 [T, H, W, 3] for videos), `label` (`ClassLabel`; a plain int64 for
   prepared real videos, whose class names come from their files and live in the metadata) and
   `index` (int64, the clip's dense index);
@@ -17,27 +19,22 @@ Shared conventions (for every builder in this module):
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
+import hashlib
 import inspect
 import math
 import os
 import re
-import shutil
+import threading
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping, Sequence
 
 from absl import logging
 from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from aplt_jax import workdir as workdir_lib
-from aplt_jax.data import listfiles
-from aplt_jax.data import synthetic
-from aplt_jax.data import video
-from aplt_jax.data import video_cache
+from aplt_jax import files
 from aplt_jax.errors import DataError
 
 FILE_FORMAT = "array_record"
@@ -91,16 +88,6 @@ class ParamsBuilderConfig(tfds.core.BuilderConfig):
   params: Any = None
 
 
-def video_features(num_frames: int, height: int, width: int,
-                   class_names: tuple[str, ...]) -> tfds.features.FeaturesDict:
-  """The common video-clip features: video uint8 [T, H, W, 3], label, dense index."""
-  return tfds.features.FeaturesDict({
-      "video": tfds.features.Tensor(shape=(num_frames, height, width, 3), dtype=np.uint8),
-      "label": tfds.features.ClassLabel(names=list(class_names)),
-      "index": tfds.features.Tensor(shape=(), dtype=np.int64),
-  })
-
-
 class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base of this module's builders: the shared conventions and a TFDS work-around.
 
@@ -108,7 +95,7 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
   implement `_info` / `_split_generators` / `_generate_examples` as for any TFDS builder,
   with `disable_shuffling=True` and integer keys in index order.
   """
-  PREPARE_HINT = "aplt_jax.data.builders.prepare(builder)"
+  PREPARE_HINT = "aplt_jax.data.prepared.prepare(builder)"
 
   # TFDS locates a builder's source file through the `importlib_resources` backport, which is
   # not installed here (and fails with ModuleNotFoundError for builders defined in a package);
@@ -122,18 +109,6 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
   def params(self) -> Any:
     """The frozen dataclass of this builder's `ParamsBuilderConfig`."""
     return self.builder_config.params
-
-
-@contextlib.contextmanager
-def _file_lock(path: str) -> Iterator[None]:
-  """Exclusive advisory lock (flock) on `path`: one preparation per machine at a time."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "a") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
@@ -159,7 +134,7 @@ def prepare(builder: tfds.core.DatasetBuilder,
   lock = os.path.join(os.fspath(builder.data_path.parent.parent),
                       f".{builder.builder_config.name if builder.builder_config else 'default'}"
                       ".lock")
-  with _file_lock(lock):
+  with files.flock(lock):  # one preparation per machine at a time
     if not is_prepared(builder):  # else another process finished while we waited
       logging.info("Preparing %s into %s", builder.info.full_name, builder.data_dir)
       start = time.perf_counter()
@@ -182,256 +157,137 @@ def reopen(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
 
 
 # --------------------------------------------------------------------------------------
-# Synthetic micro-actions (DESIGN §4.1)
+# Reading: one prepared split by index
 
-_SYNTHETIC_ABBREV = {
-    "num_classes": "c", "num_frames": "t", "size": "s", "num_train": "tr", "num_val": "va",
-    "num_test": "te", "seed": "seed", "motion_amplitude": "amp", "rest_jitter": "rest",
-    "speed_range": "speed", "noise_std": "noise", "texture_contrast": "tex",
-    "camera_jitter": "cam", "position_jitter": "pos", "size_range": "scale",
-    "breathing": "breath", "idle_motion": "idle", "edge_softness": "soft",
-}
+_LABEL_CHUNK = 256  # records per read while collecting labels
 
 
-def synthetic_builder_config(cfg: synthetic.SyntheticConfig) -> ParamsBuilderConfig:
-  """The BuilderConfig for `cfg`; its name encodes every field of `cfg`."""
-  return ParamsBuilderConfig(
-      name=config_name(cfg, _SYNTHETIC_ABBREV),
-      description=f"Synthetic micro-actions rendered with {cfg}",
-      params=cfg)
+def _to_numpy(value: Any) -> np.ndarray:
+  """Integers become int32 (dense indices and labels fit), arrays are kept as stored."""
+  arr = np.asarray(value)
+  if np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8:
+    if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
+      raise OverflowError(f"integer feature out of int32 range: {arr.min()}..{arr.max()}")
+    arr = arr.astype(np.int32)
+  return arr
 
 
-class SyntheticMicroActions(ArrayRecordBuilder):
-  """Procedural synthetic micro-action clips; splits train / test (and val if num_val > 0).
+def _labels_filename(split: str) -> str:
+  """`labels-<split>.npy`; splits with special characters (slices) get a hash suffix."""
+  safe = re.sub(r"[^\w\-]", "_", split)
+  if safe != split:
+    safe += "-" + hashlib.sha1(split.encode()).hexdigest()[:8]
+  return f"labels-{safe}.npy"
 
-  Construct with `config=synthetic_builder_config(cfg)`, or use `prepare_synthetic`.
+
+def _prepare_hint(builder: tfds.core.DatasetBuilder) -> str:
+  return getattr(builder, "PREPARE_HINT",
+                 "builder.download_and_prepare(file_format='array_record')")
+
+
+class Source:
+  """One prepared split, random access: `len`, `[i]` -> dict of numpy arrays, `labels()`.
+
+  Usable with `grain.MapDataset.source(source)`, with reading threads. Records come back as
+  `{"video": uint8 [T, H, W, 3], "label": int32 [], "index": int32 [], ...}` (every stored
+  feature; integer features as int32).
   """
-  VERSION = tfds.core.Version(synthetic.RENDER_VERSION)
-  RELEASE_NOTES = {"1.0.0": "First renderer."}
-  BUILDER_CONFIGS = [synthetic_builder_config(synthetic.SyntheticConfig())]
-  PREPARE_HINT = "aplt_jax.data.builders.prepare_synthetic(cfg, data_dir)"
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    cfg = self.params
-    return self.dataset_info_from_configs(
-        features=video_features(cfg.num_frames, cfg.size, cfg.size, cfg.class_names),
-        supervised_keys=("video", "label"),
-        disable_shuffling=True,
-        metadata=tfds.core.MetadataDict(synthetic_config=dataclasses.asdict(cfg)),
-        description=synthetic.__doc__,
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # nothing to download
-    cfg = self.params
-    return {split: self._generate_examples(split=split)
-            for split in ("train", "val", "test") if cfg.num_examples(split) > 0}
-
-  def _generate_examples(self, split: str):
-    cfg = self.params
-    for index in range(cfg.num_examples(split)):
-      video, label = synthetic.render_clip(cfg, split, index)
-      yield index, {"video": video, "label": label, "index": index}
-
-
-def synthetic_builder(cfg: synthetic.SyntheticConfig, data_dir: str | os.PathLike
-                      ) -> SyntheticMicroActions:
-  """The (possibly unprepared) builder of `cfg` under `data_dir`."""
-  config = synthetic_builder_config(cfg)
-  if config.name in SyntheticMicroActions.builder_configs:
-    config = config.name  # TFDS refuses a second object named like a predefined config
-  return SyntheticMicroActions(data_dir=os.fspath(data_dir), config=config)
-
-
-def prepare_synthetic(cfg: synthetic.SyntheticConfig, data_dir: str | os.PathLike
-                      ) -> SyntheticMicroActions:
-  """Renders and stores `cfg`'s splits under `data_dir` once; a no-op when already there."""
-  return prepare(synthetic_builder(cfg, data_dir))
-
-
-# --------------------------------------------------------------------------------------
-# Real videos: MA-52 / MA-12 list files, generic list files, class folders (DESIGN §4)
-
-
-@dataclasses.dataclass(frozen=True)
-class VideoParams:
-  """What a prepared video dataset stores; every field is part of its directory name.
-
-  Attributes:
-    num_frames: T, TSN segments (frames the model sees per clip).
-    frames_per_segment: k frames stored per segment, for temporal jitter (see `video`).
-    height, width: stored frame size (each video scaled to cover it, then centre-cropped).
-    test_fraction: `class_folder` without split folders: held-out fraction per class.
-  """
-  num_frames: int = 8
-  frames_per_segment: int = 2
-  height: int = 128
-  width: int = 128
-  test_fraction: float = 0.2
-
-  def __post_init__(self):
-    self.spec  # pylint: disable=pointless-statement  # ClipSpec checks the four sizes
-    if not 0 <= self.test_fraction < 1:
-      raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+  def __init__(self, builder: tfds.core.DatasetBuilder, split: str):
+    self.builder = builder
+    self.split = split
+    self._data = builder.as_data_source(split)
+    self._len = len(self._data)
+    self._labels: np.ndarray | None = None
+    self._labels_lock = threading.Lock()
 
   @property
-  def spec(self) -> video.ClipSpec:
-    return video.ClipSpec(self.num_frames, self.frames_per_segment, self.height, self.width)
+  def labels_path(self) -> str:
+    """Where `labels()` caches the split's labels: beside the prepared data."""
+    return os.path.join(os.fspath(self.builder.data_dir), _labels_filename(self.split))
+
+  def __len__(self) -> int:
+    return self._len
+
+  def _check(self, i: int) -> int:
+    i = int(i)
+    if not 0 <= i < self._len:
+      raise IndexError(f"record {i} out of range for {self!r}")
+    return i
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    return {k: _to_numpy(v) for k, v in self._data[self._check(i)].items()}
+
+  def __getitems__(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
+    """Batch read (ArrayRecord reads the records in parallel)."""
+    records = self._data.__getitems__([self._check(i) for i in indices])
+    return [{k: _to_numpy(v) for k, v in r.items()} for r in records]
+
+  def labels(self) -> np.ndarray:
+    """[N] int32 labels of the whole split, in record order.
+
+    Computed by one pass over the split on first use (which also checks that record i of a
+    whole split has `index == i`), then cached in `labels_path`; later calls and later
+    processes load it.
+    """
+    with self._labels_lock:
+      if self._labels is None:
+        self._labels = self._load_or_compute_labels()
+      return self._labels
+
+  def _load_or_compute_labels(self) -> np.ndarray:
+    path = self.labels_path
+    if os.path.exists(path):
+      try:
+        cached = np.load(path)
+        if cached.shape == (self._len,) and cached.dtype == np.int32:
+          return cached
+        logging.warning("Ignoring stale label cache %s (shape %s, dtype %s)", path,
+                        cached.shape, cached.dtype)
+      except (OSError, ValueError) as e:
+        logging.warning("Ignoring unreadable label cache %s: %s", path, e)
+    labels = np.empty((self._len,), np.int32)
+    whole_split = re.fullmatch(r"\w+", self.split) is not None  # not a slice like 'train[5:]'
+    for start in range(0, self._len, _LABEL_CHUNK):
+      positions = list(range(start, min(start + _LABEL_CHUNK, self._len)))
+      for pos, record in zip(positions, self._data.__getitems__(positions)):
+        if whole_split and "index" in record and int(record["index"]) != pos:
+          raise DataError(f"{self!r}: record {pos} has index {int(record['index'])}; "
+                          "prepared data must be stored in index order")
+        labels[pos] = int(record["label"])
+    try:
+      with files.write_then_rename(path, "wb") as f:
+        np.save(f, labels)
+    except OSError as e:  # e.g. read-only shared data: keep them in memory only
+      logging.warning("Could not cache labels at %s: %s", path, e)
+    return labels
+
+  def __getstate__(self) -> dict[str, Any]:
+    """Pickles as (builder, split) so Grain worker processes can reopen it."""
+    return {"builder": self.builder, "split": self.split}
+
+  def __setstate__(self, state: dict[str, Any]) -> None:
+    self.__init__(state["builder"], state["split"])
+
+  def __repr__(self) -> str:
+    return f"Source({self.builder.info.full_name}, split={self.split!r}, n={self._len})"
 
 
-_VIDEO_ABBREV = {"num_frames": "t", "frames_per_segment": "k", "height": "h", "width": "w",
-                 "test_fraction": "hold"}
+def open_split(builder: tfds.core.DatasetBuilder, split: str) -> Source:
+  """The prepared `split` of `builder` as a `Source`.
 
-
-@dataclasses.dataclass
-class PrepareOptions:
-  """How (not what) to prepare: these never change the stored data."""
-  workers: int = 0  # decoding processes; 0: one per CPU core
-  progress: bool = True
-  num_classes: int | None = None  # list_files without label_name.txt
-  keep_cache: bool = False  # keep the decoded shards after writing ArrayRecord
-
-
-class VideoClips(ArrayRecordBuilder, skip_registration=True):
-  """Videos decoded once into fixed-size uint8 clips (one subclass per layout).
-
-  Features: `video` uint8 [T*k, H, W, 3], `label` int64 (a plain integer: class names live in
-  the metadata, as they come from the files), `index` int64. Metadata: `class_names`,
-  `num_classes`, `videos` (per split, the video name of each index), `source` (the manual dir)
-  and the preparation summary `report`. Splits: those the layout finds (train, val, test).
-  Construct with `video_builder`; prepare with `prepare_videos`.
+  Raises:
+    DataError: the dataset is not prepared (the message names the path and how to prepare
+      it), or the split does not exist.
   """
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "PyAV decode, TSN segment sampling, resize on decode."}
-  LAYOUT = ""
-  MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the folder of the videos and list files as manual_dir."
-  options = PrepareOptions()
-
-  @property
-  def config_dir(self) -> str:
-    """`DATA_DIR/<name>/<config name>`: the versioned data, the report and the decode cache."""
-    return os.path.join(os.fspath(self.data_dir_root), self.name, self.builder_config.name)
-
-  @property
-  def report_path(self) -> str:
-    return os.path.join(self.config_dir, "prepare_report.json")
-
-  @property
-  def cache_dir(self) -> str:
-    return os.path.join(self.config_dir, "decode_cache")
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    p = self.params
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "video": tfds.features.Tensor(shape=p.spec.shape, dtype=np.uint8),
-            "label": tfds.features.Tensor(shape=(), dtype=np.int64),
-            "index": tfds.features.Tensor(shape=(), dtype=np.int64),
-        }),
-        supervised_keys=("video", "label"),
-        disable_shuffling=True,
-        metadata=tfds.core.MetadataDict(),
-        description=video.__doc__,
-    )
-
-  def _split_generators(self, dl_manager):
-    manual_dir = os.fspath(dl_manager.manual_dir)
-    p, opts = self.params, self.options
-    listing = listfiles.get(self.LAYOUT).read(manual_dir, num_classes=opts.num_classes,
-                                              test_fraction=p.test_fraction)
-    problems, usable = list(listing.problems), {}
-    for split, entries in listing.entries.items():
-      failed = video_cache.decode_split(entries, split, p.spec, self.cache_dir,
-                                        workers=opts.workers, progress=opts.progress)
-      bad = {f.vid for f in failed}
-      usable[split] = [e for e in entries if e.vid not in bad]
-      problems += failed
-    report = listfiles.report(self.name, manual_dir, dataclasses.asdict(p), listing, usable,
-                              problems)
-    workdir_lib.write_json(self.report_path, report, indent=1)
-    summary = listfiles.format_report(report, self.report_path)
-    if opts.progress:
-      print(summary, flush=True)
-    else:
-      logging.info("%s", summary)
-    empty = [s for s, e in usable.items() if not e]
-    if empty:
-      raise DataError(
-          f"No usable video is left in split(s) {empty} of {self.name} from {manual_dir}, so "
-          f"nothing can be prepared. Every skipped file and why is in {self.report_path}.")
-    self.info.metadata.update({
-        "class_names": listing.class_names, "num_classes": len(listing.class_names),
-        "videos": {s: [e.vid for e in entries] for s, entries in usable.items()},
-        "source": os.path.abspath(manual_dir),
-        "report": {s: r for s, r in report["splits"].items()},
-    })
-    return {split: self._generate_examples(split=split, entries=listing.entries[split])
-            for split in usable}
-
-  def _generate_examples(self, split: str, entries):
-    """The decoded clips of `entries` (the split's whole listing), dense indices in order."""
-    clips = video_cache.iter_clips(entries, split, self.params.spec, self.cache_dir)
-    for index, (entry, clip) in enumerate(clips):
-      yield index, {"video": clip, "label": entry.label, "index": index}
-
-
-class Ma52Videos(VideoClips, skip_registration=True):
-  """MA-52: 52 micro-actions, list files (prepared under DATA_DIR/ma52/)."""
-  name = LAYOUT = "ma52"
-
-
-class Ma12Videos(VideoClips, skip_registration=True):
-  """MA-12: 12 micro-actions in MA-52's layout (DATA_DIR/ma12/)."""
-  name = LAYOUT = "ma12"
-
-
-class ListFileVideos(VideoClips, skip_registration=True):
-  """Any classes in MA-52's list-file layout (DATA_DIR/list_files/)."""
-  name = LAYOUT = "list_files"
-
-
-class ClassFolderVideos(VideoClips, skip_registration=True):
-  """A user's videos in class folders (DATA_DIR/class_folder/)."""
-  name = LAYOUT = "class_folder"
-
-
-VIDEO_BUILDERS: dict[str, type[VideoClips]] = {
-    cls.LAYOUT: cls for cls in (Ma52Videos, Ma12Videos, ListFileVideos, ClassFolderVideos)}
-
-
-def video_builder(dataset: str, params: VideoParams, data_dir: str | os.PathLike) -> VideoClips:
-  """The (possibly unprepared) builder of `dataset` with `params` under `data_dir`."""
-  if dataset not in VIDEO_BUILDERS:
-    raise DataError(f"Unknown video dataset {dataset!r}; choose one of {sorted(VIDEO_BUILDERS)}.")
-  config = ParamsBuilderConfig(name=config_name(params, _VIDEO_ABBREV),
-                               description=f"{dataset} videos prepared with {params}",
-                               params=params)
-  return VIDEO_BUILDERS[dataset](data_dir=os.fspath(data_dir), config=config)
-
-
-def prepare_videos(dataset: str, manual_dir: str | os.PathLike, data_dir: str | os.PathLike,
-                   params: VideoParams, options: PrepareOptions | None = None) -> VideoClips:
-  """Decodes `manual_dir`'s videos into ArrayRecord under `data_dir` once; returns the builder.
-
-  A re-run after an interruption skips the shards already decoded; a re-run after success is a
-  no-op. Refuses a `data_dir` that already holds this dataset prepared from another folder.
-  """
-  manual_dir = os.path.abspath(os.fspath(manual_dir))
-  layout = listfiles.get(dataset)
-  if not os.path.isdir(manual_dir):
-    raise DataError(f"--manual_dir={manual_dir} is not a folder. Expected "
-                    f"{layout.expected_files(manual_dir)}.")
-  builder = video_builder(dataset, params, data_dir)
-  if is_prepared(builder):
-    source = reopen(builder).info.metadata.get("source")
-    if source != manual_dir:
-      raise DataError(
-          f"{builder.data_path} already holds {dataset} prepared from {source}, not from "
-          f"{manual_dir}; prepare into another --data_dir (one per video collection).")
-    return reopen(builder)
-  options = options or PrepareOptions()
-  builder.options = options
-  builder = prepare(builder, tfds.download.DownloadConfig(manual_dir=manual_dir))
-  if not options.keep_cache:
-    shutil.rmtree(builder.cache_dir, ignore_errors=True)
-  return builder
+  if not is_prepared(builder):
+    raise DataError(
+        f"Dataset {builder.name}/{builder.builder_config_name or ''} is not prepared at "
+        f"{builder.data_dir}. Prepare it first with {_prepare_hint(builder)} "
+        f"(it writes ArrayRecord files there).")
+  builder = reopen(builder)  # in case it was constructed before preparation
+  base = re.split(r"[\[+]", split, maxsplit=1)[0]
+  if base not in builder.info.splits:
+    raise DataError(f"No split {split!r} in {builder.data_dir}; available: "
+                     f"{sorted(builder.info.splits)}")
+  return Source(builder, split)
