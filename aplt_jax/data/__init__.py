@@ -4,6 +4,9 @@ A family module (`synthetic`, `sequences`, `video`) declares `NAMES`, the datase
 and `open_dataset(name, data_cfg) -> Dataset` (`dataset.py`), which prepares its data once (or
 finds it prepared) and opens the train and evaluation splits. Adding a dataset touches its
 family's module (and a config), never this file. The algorithm sees only `Dataset`.
+
+Words: a dataset's *source* is the raw data it is prepared from (a video folder, an .npz, a
+folder of .npy); a *prepared split* (`prepared.PreparedSplit`) is what is read back by index.
 """
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ class Dataset:
 
   Attributes:
     name: registry name.
-    train / eval: random-access sources (`len`, `[i] -> dict`); train position i is dense index i.
+    train / eval: random-access splits (`len`, `[i] -> dict`, e.g. `prepared.PreparedSplit`);
+      train position i is dense index i.
     train_labels / eval_labels: [N] int32 true labels (train labels of unlabeled clips are hidden
       labels, used only for monitoring).
     num_classes, class_names: the label space.

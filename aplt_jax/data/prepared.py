@@ -1,7 +1,7 @@
 """Prepared data: built once into ArrayRecord through TFDS, read back by index (DESIGN §4).
 
 Build half: `ArrayRecordBuilder`, the base of every family's builder (synthetic, video,
-sequences), `config_name` and `prepare`. Read half: `Source`, one prepared split with random
+sequences), `config_name` and `prepare`. Read half: `PreparedSplit`, one prepared split with random
 access for Grain, opened by `open_split`. No TensorFlow is needed: the builders use raw `Tensor`
 / `ClassLabel` features and write `file_format="array_record"`.
 
@@ -185,7 +185,7 @@ def _prepare_hint(builder: tfds.core.DatasetBuilder) -> str:
                  "builder.download_and_prepare(file_format='array_record')")
 
 
-class Source:
+class PreparedSplit:
   """One prepared split, random access: `len`, `[i]` -> dict of numpy arrays, `labels()`.
 
   Usable with `grain.MapDataset.source(source)`, with reading threads. Records come back as
@@ -270,11 +270,11 @@ class Source:
     self.__init__(state["builder"], state["split"])
 
   def __repr__(self) -> str:
-    return f"Source({self.builder.info.full_name}, split={self.split!r}, n={self._len})"
+    return f"PreparedSplit({self.builder.info.full_name}, split={self.split!r}, n={self._len})"
 
 
-def open_split(builder: tfds.core.DatasetBuilder, split: str) -> Source:
-  """The prepared `split` of `builder` as a `Source`.
+def open_split(builder: tfds.core.DatasetBuilder, split: str) -> PreparedSplit:
+  """The prepared `split` of `builder` as a `PreparedSplit`.
 
   Raises:
     DataError: the dataset is not prepared (the message names the path and how to prepare
@@ -290,4 +290,4 @@ def open_split(builder: tfds.core.DatasetBuilder, split: str) -> Source:
   if base not in builder.info.splits:
     raise DataError(f"No split {split!r} in {builder.data_dir}; available: "
                      f"{sorted(builder.info.splits)}")
-  return Source(builder, split)
+  return PreparedSplit(builder, split)

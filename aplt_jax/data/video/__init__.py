@@ -152,7 +152,7 @@ class VideoClips(prepared.ArrayRecordBuilder, skip_registration=True):
     self.info.metadata.update({
         "class_names": listing.class_names, "num_classes": len(listing.class_names),
         "videos": {s: [e.vid for e in entries] for s, entries in usable.items()},
-        "source": os.path.abspath(manual_dir),
+        "source": os.path.abspath(manual_dir),  # the raw videos ("source": what was prepared)
         "report": {s: r for s, r in report["splits"].items()},
     })
     return {split: self._generate_examples(split=split, entries=listing.entries[split])
