@@ -13,7 +13,7 @@ Batch layout (global arrays, rows sharded over the mesh's 'data' axis):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -10,7 +10,8 @@ import grain
 import numpy as np
 import pytest
 
-from aplt_jax.data import prepared, synthetic
+from aplt_jax.data import prepared as prepared_lib
+from aplt_jax.data import synthetic
 from aplt_jax.data.synthetic import SyntheticConfig, render_clip
 from aplt_jax.errors import DataError
 
@@ -50,12 +51,12 @@ def test_config_name_rejects_unnamed_fields():
     a: int = 1
     b: float = 0.5
 
-  assert prepared.config_name(Params(), {"a": "a", "b": "b"}) == "a1_b0.5"
-  assert prepared.config_name(Params(a=-2, b=1e-5), {"a": "a", "b": "b"}) == "am2_b1e-05"
+  assert prepared_lib.config_name(Params(), {"a": "a", "b": "b"}) == "a1_b0.5"
+  assert prepared_lib.config_name(Params(a=-2, b=1e-5), {"a": "a", "b": "b"}) == "am2_b1e-05"
   with pytest.raises(ValueError, match="missing"):
-    prepared.config_name(Params(), {"a": "a"})
+    prepared_lib.config_name(Params(), {"a": "a"})
   with pytest.raises(ValueError, match="distinct"):
-    prepared.config_name(Params(), {"a": "x", "b": "x"})
+    prepared_lib.config_name(Params(), {"a": "x", "b": "x"})
 
 
 def test_different_knobs_prepare_into_different_directories(tmp_path):
@@ -100,7 +101,7 @@ def test_val_split_when_requested(tmp_path):
   cfg = dataclasses.replace(TINY, num_train=3, num_val=2, num_test=0, num_frames=2, size=8)
   b = synthetic.prepare_synthetic(cfg, tmp_path)
   assert set(b.info.splits) == {"train", "val"}
-  src = prepared.open_split(b, "val")
+  src = prepared_lib.open_split(b, "val")
   np.testing.assert_array_equal(src[1]["video"], render_clip(cfg, "val", 1)[0])
 
 
@@ -129,7 +130,7 @@ def test_interrupted_preparation_leaves_nothing_and_retry_works(tmp_path, monkey
 
   monkeypatch.setattr(synthetic, "render_clip", real_render)
   builder = synthetic.prepare_synthetic(cfg, tmp_path)
-  src = prepared.open_split(builder, "train")
+  src = prepared_lib.open_split(builder, "train")
   assert len(src) == 12
   np.testing.assert_array_equal(src[11]["video"], real_render(cfg, "train", 11)[0])
 
@@ -151,7 +152,7 @@ def test_concurrent_preparations_serialise(tmp_path):
     t.join()
   assert not errors
   assert len(results) == 2 and all(b.is_prepared() for b in results)
-  assert len(prepared.open_split(results[0], "train")) == 6
+  assert len(prepared_lib.open_split(results[0], "train")) == 6
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def test_concurrent_preparations_serialise(tmp_path):
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_source_matches_renderer_and_position_is_index(prepared, split):
-  src = prepared.open_split(prepared, split)
+  src = prepared_lib.open_split(prepared, split)
   assert len(src) == TINY.num_examples(split)
   for i in range(len(src)):
     record = src[i]
@@ -175,7 +176,7 @@ def test_source_matches_renderer_and_position_is_index(prepared, split):
 
 
 def test_labels_are_cached_beside_the_data(prepared, monkeypatch):
-  src = prepared.open_split(prepared, "train")
+  src = prepared_lib.open_split(prepared, "train")
   expected = np.arange(24, dtype=np.int32) % 12
   cache = pathlib.Path(src.labels_path)
   cache.unlink(missing_ok=True)
@@ -186,7 +187,7 @@ def test_labels_are_cached_beside_the_data(prepared, monkeypatch):
   np.testing.assert_array_equal(np.load(cache), expected)
 
   # A new source (e.g. the next run) loads the cache without reading a single record.
-  fresh = prepared.open_split(prepared, "train")
+  fresh = prepared_lib.open_split(prepared, "train")
 
   def no_reads(*args, **kwargs):
     raise AssertionError("labels() must not read records when cached")
@@ -196,14 +197,14 @@ def test_labels_are_cached_beside_the_data(prepared, monkeypatch):
 
 
 def test_stale_label_cache_is_recomputed(prepared):
-  src = prepared.open_split(prepared, "test")
+  src = prepared_lib.open_split(prepared, "test")
   np.save(src.labels_path, np.zeros(5, np.int32))  # wrong length
   np.testing.assert_array_equal(src.labels(), np.arange(12) % 12)
   assert np.load(src.labels_path).shape == (12,)
 
 
 def test_grain_reads_with_threads(prepared):
-  src = prepared.open_split(prepared, "train")
+  src = prepared_lib.open_split(prepared, "train")
   ds = grain.MapDataset.source(src).map(lambda r: (int(r["index"]), r["video"]))
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=8))
   got = list(it)
@@ -215,7 +216,7 @@ def test_grain_reads_with_threads(prepared):
 def test_not_prepared_error_names_the_path_and_the_fix(tmp_path):
   builder = synthetic.synthetic_builder(dataclasses.replace(TINY, seed=7), tmp_path)
   with pytest.raises(DataError) as info:
-    prepared.open_split(builder, "train")
+    prepared_lib.open_split(builder, "train")
   message = str(info.value)
   assert os.fspath(builder.data_dir) in message
   assert "prepare_synthetic" in message
@@ -223,11 +224,11 @@ def test_not_prepared_error_names_the_path_and_the_fix(tmp_path):
 
 def test_unknown_split_is_a_clear_error(prepared):
   with pytest.raises(DataError, match="available"):
-    prepared.open_split(prepared, "val")
+    prepared_lib.open_split(prepared, "val")
 
 
 def test_labels_pass_rejects_records_out_of_index_order(prepared, tmp_path, monkeypatch):
-  src = prepared.open_split(prepared, "train")
+  src = prepared_lib.open_split(prepared, "train")
   monkeypatch.setattr(type(src), "labels_path", property(lambda self: str(tmp_path / "l.npy")))
   real = src._data.__getitems__  # pylint: disable=protected-access
   monkeypatch.setattr(src._data, "__getitems__",  # pylint: disable=protected-access

@@ -10,7 +10,7 @@ import pytest
 import videogen
 from aplt_jax import data as data_lib
 from aplt_jax import prepare
-from aplt_jax.data import prepared, split, synthetic
+from aplt_jax.data import prepared, split
 from aplt_jax.data import video as video_lib
 from aplt_jax.data.video import decode as video
 from aplt_jax.data.video import layouts as listfiles
@@ -249,8 +249,8 @@ def test_unusable_video_settings_name_the_key(tmp_path):
 def test_prepare_defaults_are_the_configs():
   for name, cfg in (("ma52", ma52_config), ("ma12", ma12_config)):
     video_cfg = cfg.get_config().data.video
-    assert dataclasses.asdict(prepare.default_params(name)) == dict(video_cfg), name
-  assert dataclasses.asdict(prepare.default_params("class_folder")) == dict(
+    assert dataclasses.asdict(video_lib.default_params(name)) == dict(video_cfg), name
+  assert dataclasses.asdict(video_lib.default_params("class_folder")) == dict(
       default_config.get_config().data.video)
 
 

@@ -42,7 +42,6 @@ DEFAULT_PARAMS: dict[str, dict] = {
 }
 
 
-
 @dataclasses.dataclass(frozen=True)
 class VideoParams:
   """What a prepared video dataset stores; every field is part of its directory name.
@@ -194,8 +193,8 @@ def video_builder(dataset: str, params: VideoParams, data_dir: str | os.PathLike
   if dataset not in VIDEO_BUILDERS:
     raise DataError(f"Unknown video dataset {dataset!r}; choose one of {sorted(VIDEO_BUILDERS)}.")
   config = prepared.ParamsBuilderConfig(name=prepared.config_name(params, _VIDEO_ABBREV),
-                               description=f"{dataset} videos prepared with {params}",
-                               params=params)
+                                        description=f"{dataset} videos prepared with {params}",
+                                        params=params)
   return VIDEO_BUILDERS[dataset](data_dir=os.fspath(data_dir), config=config)
 
 
