@@ -325,7 +325,7 @@ def build_splits(params: SequenceParams, path: str) -> dict:
   split = assign_splits(rec, test_subjects=params.test_subjects,
                         test_fraction=params.test_fraction, seed=params.seed)
   train_ids = np.flatnonzero(split == "train")
-  held_out = int(np.isin(split, ("val", "test")).sum())
+  held_out = int(np.isin(split, split_lib.SPLITS[1:]).sum())
   if not len(train_ids) or not held_out:
     raise DataError(f"{rec.source!r}: the split leaves {len(train_ids)} training and "
                     f"{held_out} val / test recordings; both must be non-empty.")
