@@ -48,12 +48,11 @@ def main(argv):
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   from aplt_jax import errors, preemption, train  # pylint: disable=g-import-not-at-top
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except errors.USER_ERRORS as e:
-    print(f"\nerror: {e}", file=sys.stderr)
-    sys.exit(2)
+    status = errors.run_cli(train.train_and_evaluate, FLAGS.config, FLAGS.workdir)
   except preemption.Preempted:  # SIGTERM: the run said where its checkpoint is; a rerun resumes
     sys.exit(0)
+  if status:
+    sys.exit(status)
 
 
 if __name__ == "__main__":

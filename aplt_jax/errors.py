@@ -2,6 +2,8 @@
 traceback. Anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
+import sys
+from typing import Any, Callable
 
 
 class ConfigError(ValueError):
@@ -13,3 +15,15 @@ class DataError(ValueError):
 
 
 USER_ERRORS = (ConfigError, DataError, FloatingPointError)
+
+
+def run_cli(body: Callable[..., Any], *args: Any) -> int:
+  """Every entry point's wrapper: calls `body(*args)` and returns its exit status (0 when it
+  returns no int). A user error is printed as its one paragraph, without a traceback, and gives
+  status 2; any other exception keeps its traceback."""
+  try:
+    status = body(*args)
+  except USER_ERRORS as e:
+    print(f"\nerror: {e}", file=sys.stderr)
+    return 2
+  return status if isinstance(status, int) else 0

@@ -90,16 +90,13 @@ def cells(grid: dict) -> list[Cell]:
 
 
 def apply_overrides(config, overrides) -> Any:
-  """A copy of `config` with dotted-key overrides applied (unknown keys are errors)."""
+  """A copy of `config` with dotted-key overrides applied (unknown keys are errors: KeyError)."""
   config = copy.deepcopy(config)
-  for key, value in overrides:
-    node = config
-    *path, leaf = key.split(".")
-    for part in path:
-      node = node[part]
-    if leaf not in node:
-      raise KeyError(f"Grid override {key!r}: no such config key.")
-    node[leaf] = value
+  was_locked = config.is_locked
+  config.lock()  # ml_collections adds unknown leaves to an unlocked config; a locked one refuses
+  config.update_from_flattened_dict(dict(overrides))
+  if not was_locked:
+    config.unlock()
   return config
 
 
@@ -138,6 +135,13 @@ def run_grid(grid: dict, out: str, only: list[str] | None = None,
 
 def main(argv):
   del argv
+  from aplt_jax import errors  # pylint: disable=g-import-not-at-top
+  status = errors.run_cli(_main)
+  if status:
+    sys.exit(status)
+
+
+def _main():
   from aplt_jax import experiment_report  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)

@@ -48,7 +48,12 @@ class KMeansResult(NamedTuple):
 
 
 def l2_normalize(x: jax.Array) -> jax.Array:
-  """Rows of `x` [..., d] scaled to unit L2 norm; an all-zero row stays zero (never NaN)."""
+  """Rows of `x` [..., d] scaled to unit L2 norm; an all-zero row stays zero (never NaN).
+
+  The other L2 normalisations stay apart on purpose, as results depend on their exact numerics:
+  `losses.l2_normalize` (eps 1e-6, clamped inside the loss's gradient), the embed step's
+  (`steps.make_embed_step`, a divide where this is an rsqrt) and the report's (numpy, on host).
+  """
   sq = jnp.sum(x * x, axis=-1, keepdims=True)
   return x * lax.rsqrt(jnp.maximum(sq, _EPS * _EPS))
 

@@ -5,8 +5,8 @@ training clips and keeps the features on the device, sharded as the pass left th
 semi-supervised spherical k-means over labeled + unlabeled points, per-class self-adaptive
 thresholds on the cosine distance to the cluster centre, and prototypes from labeled points plus
 the kept unlabeled ones (E2-E4) run on those rows, and only per-clip results reach the host.
-`pseudo_label` is E2-E4 on given embeddings. `to_prototypes` lays the result out as the dense `Prototypes` pytree that the
-train step indexes by clip index; `pseudo_label_metrics` gives the per-round log scalars.
+`to_prototypes` lays the result out as the dense `Prototypes` pytree that the train step indexes
+by clip index; `pseudo_label_metrics` gives the per-round log scalars.
 """
 from __future__ import annotations
 
@@ -179,69 +179,12 @@ def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, thresh
   return km._replace(assign=km.assign[:n]), (protos, dist[:n], keep[:n], tau), offset
 
 
-def pseudo_label(
-    z_l, y_l, valid_l, z_u, valid_u, num_classes: int, *,
-    threshold: str = "quantile",
-    q: float = 0.3,
-    kappa: float = 0.0,
-    labeled_spread_q: float = 0.9,
-    max_iter: int = 100,
-    tol: float = 1e-5,
-    mesh: Mesh | None = None,
-    select: str = "distance",
-    scale: float = 16.0,
-    center: bool = False,
-) -> OfflineResult:
-  """E2-E4 on precomputed embeddings.
-
-  Args:
-    z_l: [Nl, d] labeled features (every view of every labeled clip).
-    y_l: [Nl] int32 labels of those rows.
-    valid_l: [Nl] bool, False for padding rows.
-    z_u: [Nu, d] unlabeled features (one view per clip).
-    valid_u: [Nu] bool, False for padding rows.
-    num_classes: C.
-    threshold: a name in `thresholds.names()`.
-    q, kappa, labeled_spread_q: threshold parameters (DESIGN E3).
-    max_iter, tol: k-means stopping rule.
-    mesh: 1-D mesh with a 'data' axis to shard k-means over; None runs on one device.
-    select, scale, center: the selection score, its scale, and feature centring (DESIGN E3).
-
-  Returns:
-    OfflineResult.
-
-  Raises:
-    ValueError: bad shapes, an unknown rule, or a class without any valid labeled row.
-  """
-  thresholds_lib.get(threshold)  # fail before any compile
-  if z_l.ndim != 2 or z_u.ndim != 2 or z_l.shape[1] != z_u.shape[1]:
-    raise ValueError(f"z_l and z_u must be [N, d] with one d, got {z_l.shape} and {z_u.shape}")
-  if y_l.shape != z_l.shape[:1] or valid_l.shape != z_l.shape[:1] or (
-      valid_u.shape != z_u.shape[:1]):
-    raise ValueError("y_l/valid_l must be [Nl] and valid_u [Nu]")
-  _check_labels_cover_classes(y_l, valid_l, num_classes)
-
-  n_l, n_u = z_l.shape[0], z_u.shape[0]
-  z = np.concatenate([np.asarray(z_l, np.float32), np.asarray(z_u, np.float32)])
-  valid_l = np.asarray(valid_l, bool)
-  labels = np.concatenate([np.where(valid_l, np.asarray(y_l, np.int32), -1),
-                           np.full(n_u, -1, np.int32)])
-  valid = np.concatenate([valid_l, np.asarray(valid_u, bool)])
-  unlabeled = np.arange(n_l + n_u) >= n_l
-  km, (protos, dist, keep, tau), offset = _cluster_and_select(
-      z, labels, valid, unlabeled, num_classes, threshold=threshold, q=q, kappa=kappa,
-      labeled_spread_q=labeled_spread_q, max_iter=max_iter, tol=tol, mesh=mesh, select=select,
-      scale=scale, center=center)
-  return OfflineResult(km.centers, protos, km.assign[n_l:], dist[n_l:], keep[n_l:], tau,
-                       km.num_iters, km.objective, offset)
-
-
 def to_prototypes(result: OfflineResult, labeled_index, labeled_y, unlabeled_index,
                   num_train: int, round: int) -> Prototypes:  # pylint: disable=redefined-builtin
   """Dense `Prototypes` rows indexed by training-clip index (DESIGN E4).
 
   Args:
-    result: `pseudo_label` output.
+    result: the phase's per-row result (unlabeled rows in `unlabeled_index` order).
     labeled_index: [L] int32 dense index of each labeled clip (per clip, not per view).
     labeled_y: [L] int32 true labels of those clips.
     unlabeled_index: [Nu] int32 dense index of each row of `result.*_u`; a padding row may
@@ -387,7 +330,7 @@ def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled
   c = dataset.num_classes
   labels = np.asarray(dataset.train_labels)
   y_lab = labels[labeled].astype(np.int32)
-  # Row order labeled (centre, then each view), then unlabeled, as `pseudo_label` lays it out.
+  # Row order: labeled (centre, then each view), then unlabeled.
   passes = [Pass(labeled, key, False)]
   passes += [Pass(labeled, jax.random.fold_in(key, v), True) for v in range(views)]
   passes.append(Pass(unlabeled, key, False))

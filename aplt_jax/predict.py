@@ -20,30 +20,33 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from aplt_jax import augment
+from aplt_jax import data as data_lib
+from aplt_jax import errors
 from aplt_jax import models
 from aplt_jax import steps
-from aplt_jax import views as views_lib
 from aplt_jax import workdir as workdir_lib
-from aplt_jax.data import listfiles, video
+from aplt_jax.data import prepared, video
+from aplt_jax.data.video import decode
+from aplt_jax.data.video.layouts import Problem
 from aplt_jax.errors import DataError
 from aplt_jax.state import Prototypes, TrainState
 
 TOP_K = 5
 
 
-def _synthetic_spec(data_cfg) -> video.ClipSpec:
+def _synthetic_spec(data_cfg) -> decode.ClipSpec:
   s = data_cfg.synthetic
-  return video.ClipSpec(s.num_frames, 1, s.size, s.size)
+  return decode.ClipSpec(s.num_frames, 1, s.size, s.size)
 
 
-def _prepared_spec(data_cfg) -> video.ClipSpec:
-  from aplt_jax.data import videos  # pylint: disable=g-import-not-at-top
-  return videos.params_from_config(data_cfg).spec
+def _prepared_spec(data_cfg) -> decode.ClipSpec:
+  return video.params_from_config(data_cfg).spec
 
 
 # data.name -> the clip a video file must become for that run's model.
-CLIP_SPECS: dict[str, Callable[[Any], video.ClipSpec]] = {
-    "synthetic": _synthetic_spec, **{name: _prepared_spec for name in listfiles.LAYOUTS}}
+CLIP_SPECS: dict[str, Callable[[Any], decode.ClipSpec]] = {
+    "synthetic": _synthetic_spec, **{name: _prepared_spec for name in video.NAMES}}
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -80,7 +83,6 @@ def _class_names(workdir: str, config) -> list[str]:
       names = json.load(f).get("class_names")
     if names:
       return list(names)
-  from aplt_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   return list(data_lib.build(config.data).class_names)
 
 
@@ -108,7 +110,7 @@ class Predictor:
     self.use_ema = use_ema
     model = models.build(config.model.name, len(class_names),
                          **models.kwargs_from_config(config.model))
-    views = views_lib.build("video", config, frames_per_segment=self.spec.frames_per_segment)
+    views = augment.build("video", config, frames_per_segment=self.spec.frames_per_segment)
     center = bool(config.aplt.get("center", False))  # workdirs from before the knob: False
     eval_step = steps.make_eval_step(views, config.eval.head, config.aplt.scale, center)
     self._state = TrainState(
@@ -141,8 +143,7 @@ class Predictor:
 
   def scores_of_split(self, builder, split: str) -> np.ndarray:
     """[N, C] scores over a prepared split, in index order."""
-    from aplt_jax.data import sources  # pylint: disable=g-import-not-at-top
-    source = sources.open_split(builder, split)
+    source = prepared.open_split(builder, split)
     out = []
     for start in range(0, len(source), self.batch_size):
       idx = range(start, min(start + self.batch_size, len(source)))
@@ -155,7 +156,7 @@ class Predictor:
     return Prediction(path, best.tolist(), [self.class_names[i] for i in best],
                       [float(probs[i]) for i in best])
 
-  def predict_files(self, paths: Sequence[str]) -> tuple[list[Prediction], list[listfiles.Problem]]:
+  def predict_files(self, paths: Sequence[str]) -> tuple[list[Prediction], list[Problem]]:
     """Decodes and classifies each file (a batch at a time); undecodable ones become problems."""
     results, problems, clips, good = [], [], [], []
 
@@ -167,10 +168,10 @@ class Predictor:
 
     for path in paths:
       try:
-        clips.append(video.decode_clip(path, self.spec))
+        clips.append(decode.decode_clip(path, self.spec))
         good.append(path)
-      except video.VideoError as e:
-        problems.append(listfiles.Problem("predict", path, e.reason, e.detail))
+      except decode.VideoError as e:
+        problems.append(Problem("predict", path, e.reason, e.detail))
       if len(clips) == self.batch_size:
         flush()
     flush()
@@ -181,10 +182,10 @@ def video_files(path: str) -> list[str]:
   """`path` itself, or the video files (by extension) in the folder `path`, sorted."""
   if os.path.isdir(path):
     files = sorted(os.path.join(path, f) for f in os.listdir(path)
-                   if f.lower().endswith(video.VIDEO_EXTENSIONS)
+                   if f.lower().endswith(decode.VIDEO_EXTENSIONS)
                    and os.path.isfile(os.path.join(path, f)))
     if not files:
-      raise DataError(f"No video files ({', '.join(video.VIDEO_EXTENSIONS)}) in {path}.")
+      raise DataError(f"No video files ({', '.join(decode.VIDEO_EXTENSIONS)}) in {path}.")
     return files
   if not os.path.isfile(path):
     raise DataError(f"--video={path} is neither a video file nor a folder.")
@@ -201,21 +202,19 @@ def format_prediction(p: Prediction) -> str:
 
 def main(argv: list[str] | None = None) -> int:
   import argparse  # pylint: disable=g-import-not-at-top
-  from aplt_jax import errors  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(prog="python -m aplt_jax.predict", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True, help="a training run's --workdir")
   parser.add_argument("--video", required=True, help="a video file, or a folder of them")
   parser.add_argument("--raw", action="store_true", help="raw parameters instead of EMA")
   parser.add_argument("--output", default=None, help="also write the predictions as JSON")
-  args = parser.parse_args(argv)
-  try:
-    files = video_files(args.video)
-    predictor = Predictor.from_workdir(args.workdir, use_ema=not args.raw)
-    results, problems = predictor.predict_files(files)
-  except errors.USER_ERRORS as e:
-    print(f"\nerror: {e}", file=sys.stderr)
-    return 2
+  return errors.run_cli(_main, parser.parse_args(argv))
+
+
+def _main(args) -> int:
+  files = video_files(args.video)
+  predictor = Predictor.from_workdir(args.workdir, use_ema=not args.raw)
+  results, problems = predictor.predict_files(files)
   for p in results:
     print(format_prediction(p))
   for p in problems:

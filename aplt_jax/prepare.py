@@ -4,7 +4,7 @@
 
 `--dataset`: `ma52` / `ma12` (the MA-52 list-file layout, 52 / 12 classes), `list_files` (the
 same layout with any classes: label_name.txt or --num_classes) or `class_folder` (your own
-videos, MANUAL_DIR/<class name>/*.mp4). See `aplt_jax/data/listfiles.py` for the layouts.
+videos, MANUAL_DIR/<class name>/*.mp4). See `aplt_jax/data/video/layouts.py` for the layouts.
 
 Every video is decoded once with PyAV, on every core (`--workers`), into `--num_frames` TSN
 segments of `--frames_per_segment` frames at `--height` x `--width` (defaults: those of
@@ -23,29 +23,19 @@ import dataclasses
 import os
 import sys
 
-from aplt_jax.data import builders, listfiles
-from aplt_jax.errors import DataError
-
-# Per-dataset defaults of the stored clip (others: `builders.VideoParams`, as configs/default.py).
-DEFAULTS: dict[str, dict] = {
-    "ma52": {"height": 256, "width": 224},  # the portrait 1296 x 1080 clips, see configs/ma52.py
-    "ma12": {"height": 256, "width": 224},
-}
-
-
-def default_params(dataset: str) -> builders.VideoParams:
-  return dataclasses.replace(builders.VideoParams(), **DEFAULTS.get(dataset, {}))
+from aplt_jax.data import video
+from aplt_jax.errors import ConfigError, run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="python -m aplt_jax.prepare", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--dataset", required=True, choices=sorted(listfiles.LAYOUTS))
+  parser.add_argument("--dataset", required=True, choices=sorted(video.NAMES))
   parser.add_argument("--manual_dir", required=True, help="the videos and list files")
   parser.add_argument("--data_dir", default=os.path.join(os.path.expanduser("~"),
                                                          "tensorflow_datasets"),
                       help="where prepared datasets go (= --config.data.data_dir)")
-  for field in dataclasses.fields(builders.VideoParams):
+  for field in dataclasses.fields(video.VideoParams):
     kind = field.type if isinstance(field.type, str) else field.type.__name__
     parser.add_argument(f"--{field.name}", type={"int": int, "float": float}[kind], default=None,
                         help=f"default: the dataset's (data.video.{field.name} of its config)")
@@ -59,28 +49,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = parse_args(argv)
+  return run_cli(_main, parse_args(argv))
+
+
+def _main(args: argparse.Namespace) -> int:
   try:
-    params = dataclasses.replace(default_params(args.dataset), **{
-        f.name: getattr(args, f.name) for f in dataclasses.fields(builders.VideoParams)
+    params = dataclasses.replace(video.default_params(args.dataset), **{
+        f.name: getattr(args, f.name) for f in dataclasses.fields(video.VideoParams)
         if getattr(args, f.name) is not None})
   except ValueError as e:  # e.g. --height=0 or --test_fraction=1
-    print(f"\nerror: {e}", file=sys.stderr)
-    return 2
-  options = builders.PrepareOptions(workers=args.workers, progress=not args.no_progress,
-                                    num_classes=args.num_classes, keep_cache=args.keep_cache)
-  try:
-    builder = builders.prepare_videos(args.dataset, args.manual_dir, args.data_dir, params,
-                                      options)
-  except DataError as e:
-    print(f"\nerror: {e}", file=sys.stderr)
-    return 2
+    raise ConfigError(str(e)) from None
+  options = video.PrepareOptions(workers=args.workers, progress=not args.no_progress,
+                                 num_classes=args.num_classes, keep_cache=args.keep_cache)
+  builder = video.prepare_videos(args.dataset, args.manual_dir, args.data_dir, params, options)
   splits = ", ".join(f"{s} {info.num_examples}" for s, info in builder.info.splits.items())
   flags = [f"--config.data.data_dir={args.data_dir}"]
-  if args.dataset not in DEFAULTS:  # the generic layouts have no config file of their own
+  if args.dataset not in video.DEFAULT_PARAMS:  # the generic layouts have no config file of their own
     flags += [f"--config.data.name={args.dataset}",
               f"--config.data.num_classes={builder.info.metadata['num_classes']}"]
-  default = default_params(args.dataset)
+  default = video.default_params(args.dataset)
   flags += [f"--config.data.video.{f.name}={getattr(params, f.name)}"
             for f in dataclasses.fields(params) if getattr(params, f.name) != getattr(default,
                                                                                       f.name)]

@@ -13,7 +13,7 @@ Batch layout (global arrays, rows sharded over the mesh's 'data' axis):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,19 +21,11 @@ import optax
 
 from aplt_jax import faults
 from aplt_jax import losses
+from aplt_jax.augment import Views
 from aplt_jax.ssl import SSLMethod
 from aplt_jax.state import Prototypes, TrainState
 
 PyTree = Any
-ViewFn = Callable[[jax.Array, jax.Array], jax.Array]  # (key, raw clips [B, ...]) -> float [B, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class Views:
-  """The modality's batched views: random weak / strong augmentation and the fixed eval view."""
-  weak: ViewFn
-  strong: ViewFn
-  center: Callable[[jax.Array], jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)

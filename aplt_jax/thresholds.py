@@ -13,37 +13,19 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from aplt_jax.registry import Registry
+
 ThresholdRule = Callable[..., jax.Array]
 
-_RULES: dict[str, ThresholdRule] = {}
+_RULES: Registry[ThresholdRule] = Registry("threshold rule")
 
 # Largest possible cosine distance `1 - z.mu` between unit vectors: "keep everything".
 MAX_DISTANCE = 2.0
 
 
-def register(name: str) -> Callable[[ThresholdRule], ThresholdRule]:
-  """Decorator adding a rule to the registry under `name`."""
-
-  def deco(fn: ThresholdRule) -> ThresholdRule:
-    if name in _RULES:
-      raise ValueError(f"threshold rule {name!r} is already registered")
-    _RULES[name] = fn
-    return fn
-
-  return deco
-
-
-def get(name: str) -> ThresholdRule:
-  """The rule registered as `name`; a clear error listing the known names otherwise."""
-  try:
-    return _RULES[name]
-  except KeyError:
-    raise ValueError(f"unknown threshold rule {name!r}; known: {', '.join(names())}") from None
-
-
-def names() -> tuple[str, ...]:
-  """Registered rule names, sorted."""
-  return tuple(sorted(_RULES))
+register = _RULES.register  # decorator adding a rule under a name
+get = _RULES.get  # the rule registered as a name
+names = _RULES.names  # registered rule names, sorted
 
 
 def _class_ids(cls: jax.Array, valid: jax.Array, num_classes: int) -> jax.Array:

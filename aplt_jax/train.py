@@ -28,7 +28,7 @@ from aplt_jax import preemption
 from aplt_jax import report
 from aplt_jax import ssl
 from aplt_jax import steps
-from aplt_jax import views as views_lib
+from aplt_jax import augment
 from aplt_jax import workdir as workdir_lib
 from aplt_jax.data import loader
 from aplt_jax.data import split as split_lib
@@ -107,7 +107,7 @@ class Run:
     self.schedule = Schedule(c.total_steps, min(c.warmup_steps, c.total_steps), steps_per_round)
 
     self.model = models.build(c.model.name, self.num_classes, **models.kwargs_from_config(c.model))
-    self.views = views_lib.build(self.dataset.modality, c, **self.dataset.view_kwargs)
+    self.views = augment.build(self.dataset.modality, c, **self.dataset.view_kwargs)
     self.tx = steps.make_optimizer(c.optim, c.total_steps)
     rep, dat = parallel.replicated(self.mesh), parallel.data_sharded(self.mesh)
     weights = steps.LossWeights.from_config(c)

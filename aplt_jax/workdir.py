@@ -18,6 +18,7 @@ import os
 import socket
 from typing import Iterator
 
+from aplt_jax import files
 from aplt_jax.errors import ConfigError
 
 LOCK_NAME = ".lock"
@@ -25,11 +26,8 @@ LOCK_NAME = ".lock"
 
 def write_json(path: str, obj, **dump_kwargs) -> None:
   """Write-then-rename: a reader (or a killed writer's rerun) never sees half a file."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.{os.getpid()}.tmp"  # Per process: a multi-host job's processes share a folder.
-  with open(tmp, "w") as f:
+  with files.write_then_rename(path) as f:
     json.dump(obj, f, **dump_kwargs)
-  os.replace(tmp, path)
 
 
 def holds_run(workdir: str) -> bool:
@@ -53,6 +51,7 @@ def lock(workdir: str, enabled: bool = True) -> Iterator[None]:
   fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
   try:
     try:
+      # Not `files.flock`: this one must not wait, and it writes its holder into the file.
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "unknown"

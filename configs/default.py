@@ -40,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.synthetic.num_frames = 8
   c.data.synthetic.size = 32
   c.data.synthetic.seed = 0  # The dataset's own seed (fixed across runs: runs differ by `seed`).
-  # Pose and sensor sequences, data.name = npz | npy_folder | watch (aplt_jax/data/sequences.py);
+  # Pose and sensor sequences, data.name = npz | npy_folder | watch (aplt_jax/data/sequences/);
   # the source is data.manual_dir (watch: the file shipped in the seglearn package).
   c.data.sequence = ml_collections.ConfigDict()
   c.data.sequence.window = config_dict.placeholder(int)  # Steps per window; None: the dataset's
@@ -88,7 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.augment.magnitude_max = 1.0
   c.augment.cutout = 0.5
 
-  # ---- Sequence augmentation (aplt_jax/augment_seq.py; modality "sequence") -----------------
+  # ---- Sequence augmentation (aplt_jax/augment/sequence.py; modality "sequence") ---------
   c.augment_seq = ml_collections.ConfigDict()
   c.augment_seq.out_len = 0  # Time steps of every view; 0: the stored length.
   c.augment_seq.crop_scale = (0.8, 1.0)  # Weak: random time crop (fraction), resampled to out_len.

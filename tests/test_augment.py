@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from aplt_jax import augment
+from aplt_jax.augment import video as augment
 
 B, T, H, W, C = 4, 4, 16, 16, 3
 S = 12

@@ -14,7 +14,7 @@ from aplt_jax import config_check
 from aplt_jax import data as data_lib
 from aplt_jax import parallel
 from aplt_jax import train
-from aplt_jax import views
+from aplt_jax import augment as views
 from aplt_jax.data import split as split_lib
 from aplt_jax.errors import ConfigError, DataError
 from tiny import tiny_config

@@ -4,7 +4,8 @@ import csv
 import numpy as np
 import pytest
 
-from aplt_jax import ma52
+from aplt_jax import ma52 as ma52_app
+from aplt_jax.data.video import ma52
 
 
 def test_body_parts_cover_the_52_actions_in_order():
@@ -50,7 +51,7 @@ def test_submission_csv(tmp_path):
   scores[1] = -10
   scores[1, [40, 41, 2]] = [9, 8, 7]
   path = tmp_path / "sub.csv"
-  ma52.write_submission(str(path), ["test0000.mp4", "test0001.mp4", "test0002.mp4"], scores)
+  ma52_app.write_submission(str(path), ["test0000.mp4", "test0001.mp4", "test0002.mp4"], scores)
   rows = list(csv.reader(open(path)))
   assert rows[0] == (["vid"] + [f"action_pred_{i}" for i in range(1, 6)]
                      + [f"body_pred_{i}" for i in range(1, 6)])

@@ -280,4 +280,4 @@ def test_registry_is_generic():
     assert logits.shape == (2, 4) and features.shape == (2, 6)
     assert v["params"]["head"]["kernel"].shape == (6, 4)
   finally:
-    models._BACKBONES.pop(name)  # keep the shared registry clean for other tests
+    models._BACKBONES._items.pop(name)  # keep the shared registry clean for other tests

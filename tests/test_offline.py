@@ -1,7 +1,11 @@
-"""Offline E2-E4: prototypes on a hand-computed case, sharding, dense rows, metrics, errors."""
+"""The offline phase the trainer runs (E1-E4): a hand-computed case, sharding, dense rows,
+metrics, errors."""
 from __future__ import annotations
 
+import types
+
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -20,16 +24,37 @@ def _norm(v):
 @pytest.fixture(scope="module")
 def case():
   """Two classes in 2-D. Class 0: labeled along +x; unlabeled at 10 and -40 degrees.
-  Class 1: labeled along +y; unlabeled at 80 and 110 degrees.
-  Plus one padding row in each set, filled with garbage.
+  Class 1: labeled along +y; unlabeled at 80 and 110 degrees. Clips 0-2 labeled, 3-6 not.
   """
-  z_l = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [np.nan, 5.0]], np.float32)
-  y_l = np.array([0, 0, 1, -1], np.int32)
-  valid_l = np.array([1, 1, 1, 0], bool)
-  z_u = np.stack([2 * _unit(10), _unit(-40), _unit(80), 3 * _unit(110),
-                  [np.inf, 1.0]]).astype(np.float32)
-  valid_u = np.array([1, 1, 1, 1, 0], bool)
-  return z_l, y_l, valid_l, z_u, valid_u
+  z_l = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]], np.float32)
+  y_l = np.array([0, 0, 1], np.int32)
+  z_u = np.stack([2 * _unit(10), _unit(-40), _unit(80), 3 * _unit(110)]).astype(np.float32)
+  y_u = np.array([0, 0, 1, 1], np.int32)  # hidden labels, for the metrics only
+  return z_l, y_l, z_u, y_u
+
+
+def _mesh(n):
+  return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=jax.devices()[:n])
+
+
+def _run_phase(case, num_classes=2, devices=1, threshold="quantile", q=0.0, **knobs):
+  """`run_offline_phase`, the trainer's path, with a model whose features are its input: each
+  training clip is the feature row itself. Batches of 2 leave a padding row in each pass."""
+  z_l, y_l, z_u, y_u = case
+  z = np.concatenate([z_l, z_u])
+  dataset = types.SimpleNamespace(train=[{"x": row} for row in z], input_key="x",
+                                  train_labels=np.concatenate([y_l, y_u]),
+                                  num_classes=num_classes)
+  aplt_cfg = ml_collections.ConfigDict(dict(
+      labeled_views=0, threshold=threshold, threshold_q=q, threshold_kappa=0.0,
+      labeled_spread_q=0.9, kmeans_max_iter=100, kmeans_tol=1e-5,
+      **{"select": "distance", "center": False, "scale": 16.0, **knobs}))
+  embed_step = jax.jit(lambda state, x, key, weak, use_ema: x, static_argnums=(3, 4))
+  return offline.run_offline_phase(
+      embed_step, None, dataset, np.arange(len(z_l)), np.arange(len(z_l), len(z)),
+      _mesh(devices), key=jax.random.key(0), round_=2, aplt_cfg=aplt_cfg, batch_size=2,
+      use_ema=True)
 
 
 def _expected_q0():
@@ -46,36 +71,33 @@ def _expected_q0():
   return np.stack([mu0, mu1]), dist_u, tau, keep, protos
 
 
-def test_pseudo_label_hand_computed(case):
-  res = offline.pseudo_label(*case, 2, threshold="quantile", q=0.0)
-  kmc, dist_u, tau, keep, protos = _expected_q0()
-  np.testing.assert_array_equal(np.asarray(res.assign_u)[:4], [0, 0, 1, 1])
-  np.testing.assert_allclose(np.asarray(res.kmeans_centers), kmc, atol=1e-6)
-  np.testing.assert_allclose(np.asarray(res.dist_u)[:4], dist_u, atol=1e-6)
-  np.testing.assert_allclose(np.asarray(res.thresholds), tau, atol=1e-6)
-  np.testing.assert_array_equal(np.asarray(res.keep_u), np.append(keep, False))
-  np.testing.assert_allclose(np.asarray(res.centers), protos, atol=1e-6)
-  assert np.isfinite(np.asarray(res.centers)).all()
-  assert 1 <= int(res.num_iters) < 100
+def test_offline_phase_hand_computed(case):
+  protos, metrics = _run_phase(case)
+  _, _, tau, keep, centers = _expected_q0()
+  # Labeled clips keep their true label and are never "kept"; unlabeled ones get their cluster.
+  np.testing.assert_array_equal(np.asarray(protos.labels), [0, 0, 1, 0, 0, 1, 1])
+  np.testing.assert_array_equal(np.asarray(protos.keep), np.append([False] * 3, keep))
+  np.testing.assert_allclose(np.asarray(protos.thresholds), tau, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(protos.centers), centers, atol=1e-6)
+  assert int(protos.round) == 2
+  assert metrics["offline/kept_frac"] == pytest.approx(0.5)
+  assert metrics["offline/pl_acc_all"] == pytest.approx(1.0)
+  assert 1 <= metrics["offline/kmeans_iters"] < 100
 
 
-def test_pseudo_label_sharded_equals_single(case):
-  mesh = jax.make_mesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=jax.devices()[:2])
-  one = offline.pseudo_label(*case, 2, q=0.0)
-  two = offline.pseudo_label(*case, 2, q=0.0, mesh=mesh)
-  for a, b in zip(one, two):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5)
+def test_offline_phase_sharded_equals_single(case):
+  one, m_one = _run_phase(case, devices=1)
+  two, m_two = _run_phase(case, devices=2)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5),
+               one, two)
+  assert m_two == pytest.approx(m_one, abs=1e-5)
 
 
-def test_pseudo_label_errors(case):
-  z_l, y_l, valid_l, z_u, valid_u = case
+def test_offline_phase_errors(case):
   with pytest.raises(ValueError, match="unknown threshold"):
-    offline.pseudo_label(*case, 2, threshold="bogus")
+    _run_phase(case, threshold="bogus")
   with pytest.raises(ValueError, match=r"without a labeled point: \[2\]"):
-    offline.pseudo_label(*case, 3)
-  with pytest.raises(ValueError, match="one d"):
-    offline.pseudo_label(z_l, y_l, valid_l, z_u[:, :1], valid_u, 2)
+    _run_phase(case, num_classes=3)
 
 
 def _hand_result():
@@ -177,14 +199,14 @@ def test_center_features_removes_the_common_direction():
   assert cone > 0.8 and abs(spread) < 0.1
 
 
-def test_centred_pseudo_labels_return_the_offset(case):
-  res = offline.pseudo_label(*case, 2, threshold="none", center=True)
-  _, _, valid_l, z_u, valid_u = case
-  z_l = case[0]
-  rows = np.concatenate([z_l[valid_l], z_u[valid_u]])
+def test_centred_offline_phase_stores_the_offset(case):
+  protos, _ = _run_phase(case, threshold="none", center=True)
+  z_l, _, z_u, _ = case
+  rows = np.concatenate([z_l, z_u])
   rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-  np.testing.assert_allclose(np.asarray(res.offset), rows.mean(0), rtol=1e-5)
-  plain = offline.pseudo_label(*case, 2, threshold="none")
+  np.testing.assert_allclose(np.asarray(protos.offset), rows.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(np.linalg.norm(np.asarray(protos.centers), axis=1), 1.0, rtol=1e-5)
+  plain, _ = _run_phase(case, threshold="none")
   np.testing.assert_array_equal(np.asarray(plain.offset), 0.0)
 
 

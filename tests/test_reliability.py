@@ -7,6 +7,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import types
 
 import jax
 import numpy as np
@@ -195,7 +196,8 @@ def test_skipped_counts_come_from_a_preparation_report(monkeypatch):
 
   dataset = data_lib.Dataset(name="fake", train=Source(), eval=None, train_labels=None,
                              eval_labels=None, num_classes=2, class_names=["a", "b"])
-  monkeypatch.setitem(data_lib._BUILDERS, "fake", lambda cfg: dataset)  # pylint: disable=protected-access
+  family = types.SimpleNamespace(open_dataset=lambda name, cfg: dataset)  # a family module
+  monkeypatch.setitem(data_lib.registry()._items, "fake", family)  # pylint: disable=protected-access
 
   class Cfg:
     name = "fake"

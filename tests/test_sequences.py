@@ -14,12 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aplt_jax import augment_seq
+from aplt_jax.augment import sequence as augment_seq
 from aplt_jax import data as data_lib
 from aplt_jax import models
 from aplt_jax import train
-from aplt_jax.data import sequence_readers as readers
 from aplt_jax.data import sequences
+from aplt_jax.data.sequences import readers
 from aplt_jax.errors import ConfigError, DataError
 from configs import default
 
@@ -387,7 +387,7 @@ def test_bad_augmentation_and_model_configs_are_config_errors():
     augment_seq.SeqAugmentConfig(time_warp=1.0)
   with pytest.raises(ConfigError, match=r"unknown key\(s\) \['jiter_std'\]"):
     augment_seq.SeqAugmentConfig.from_config({"jiter_std": 0.1})
-  from aplt_jax import views  # pylint: disable=g-import-not-at-top
+  from aplt_jax import augment as views  # pylint: disable=g-import-not-at-top
   c = default.get_config()
   c.data.name = "npz"
   with pytest.raises(ConfigError, match="video backbone.*tcn"):

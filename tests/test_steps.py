@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aplt_jax import augment
+from aplt_jax.augment import video as augment
 from aplt_jax import models
 from aplt_jax import parallel
 from aplt_jax import ssl

@@ -16,13 +16,13 @@ from aplt_jax import models
 from aplt_jax import parallel
 from aplt_jax import predict
 from aplt_jax import train
-from aplt_jax.data import builders
+from aplt_jax.data import video
 from aplt_jax.models import pretrained
 from aplt_jax.state import TrainState
 from configs import ma52 as ma52_config
 
 
-PARAMS = builders.VideoParams(num_frames=4, frames_per_segment=2, height=16, width=16)
+PARAMS = video.VideoParams(num_frames=4, frames_per_segment=2, height=16, width=16)
 # The shared tiny run, on the MA-52 config's model family and with video clips.
 TINY = {
     **{k: v for k, v in tiny.TINY.items() if not k.startswith(("data.synthetic.", "data.num_"))},
@@ -76,8 +76,8 @@ def run(tmp_path_factory):
     videogen.write_video(root / "videos_test" / f"test{i:04d}.mp4", num_frames=10, label=i)
   (root / "test_list_videos.txt").write_text("\n".join(f"test{i:04d}.mp4 0" for i in range(4)))
   data_dir = tmp_path_factory.mktemp("prepared")
-  builders.prepare_videos("ma52", root, data_dir, PARAMS,
-                          builders.PrepareOptions(workers=1, progress=False))
+  video.prepare_videos("ma52", root, data_dir, PARAMS,
+                          video.PrepareOptions(workers=1, progress=False))
   c = ma52_config.get_config()
   for key, value in {**TINY, "data.data_dir": str(data_dir)}.items():
     _set(c, key, value)

@@ -10,15 +10,19 @@ import pytest
 import videogen
 from aplt_jax import data as data_lib
 from aplt_jax import prepare
-from aplt_jax.data import builders, listfiles, sources, split, video, video_cache
+from aplt_jax.data import prepared, split
+from aplt_jax.data import video as video_lib
+from aplt_jax.data.video import decode as video
+from aplt_jax.data.video import layouts as listfiles
+from aplt_jax.data.video import shards as video_cache
 from aplt_jax.errors import DataError
 from configs import default as default_config
 from configs import ma12 as ma12_config
 from configs import ma52 as ma52_config
 
 SPEC = video.ClipSpec(num_frames=4, frames_per_segment=2, height=16, width=16)
-PARAMS = builders.VideoParams(num_frames=4, frames_per_segment=2, height=16, width=16)
-QUIET = builders.PrepareOptions(workers=1, progress=False)
+PARAMS = video_lib.VideoParams(num_frames=4, frames_per_segment=2, height=16, width=16)
+QUIET = video_lib.PrepareOptions(workers=1, progress=False)
 # Not a video. Fixed bytes: random ones now and then probe as an audio stream.
 JUNK = b"this is not a video file. " * 160
 
@@ -101,8 +105,8 @@ def messy(tmp_path_factory):
       "empty.mp4 0", "junk.mp4 1", "cut.mp4 2", "still.avi 0", "gone.mp4 1",
       "c0_train_00.mp4 0", "c1_train_00.mp4 x", "c1_train_01.mp4 3", "no_label_here"])
   data_dir = tmp_path_factory.mktemp("prepared")
-  builder = builders.prepare_videos("list_files", root, data_dir, PARAMS,
-                                    builders.PrepareOptions(workers=2, progress=False))
+  builder = video_lib.prepare_videos("list_files", root, data_dir, PARAMS,
+                                    video_lib.PrepareOptions(workers=2, progress=False))
   return root, data_dir, builder
 
 
@@ -127,7 +131,7 @@ def test_prepared_splits_hold_the_good_clips_in_list_order(messy):
           "bad_label": 1, "label_out_of_range": 1, "missing_file": 1, "duplicate": 1,
           "malformed_line": 1, "empty_file": 1, "unreadable": 1, "truncated": 1,
           "zero_frames": 1}}
-  train = sources.open_split(builder, "train")
+  train = prepared.open_split(builder, "train")
   assert len(train) == 9 and train[0]["video"].shape == SPEC.shape
   np.testing.assert_array_equal(train.labels(), np.repeat([0, 1, 2], 3))
   assert builder.info.metadata["class_names"] == ["motion 0", "motion 1", "motion 2"]
@@ -156,11 +160,11 @@ def test_trainer_opens_the_prepared_dataset(messy):
 
 def test_rerun_is_a_no_op_and_another_source_is_refused(messy, tmp_path):
   root, data_dir, builder = messy
-  again = builders.prepare_videos("list_files", root, data_dir, PARAMS, QUIET)
+  again = video_lib.prepare_videos("list_files", root, data_dir, PARAMS, QUIET)
   assert again.data_path == builder.data_path
   other = videogen.make_list_dataset(tmp_path / "other", num_classes=3, per_class={"train": 1})
   with pytest.raises(DataError, match="already holds list_files prepared from"):
-    builders.prepare_videos("list_files", other, data_dir, PARAMS, QUIET)
+    video_lib.prepare_videos("list_files", other, data_dir, PARAMS, QUIET)
 
 
 def test_nothing_usable_fails_naming_the_report(tmp_path):
@@ -169,16 +173,16 @@ def test_nothing_usable_fails_naming_the_report(tmp_path):
   (root / "videos_train" / "a.mp4").write_bytes(b"")
   (root / "train_list_videos.txt").write_text("a.mp4 0\nb.mp4 1\n")
   with pytest.raises(DataError, match=r"No usable video .*train.*prepare_report.json"):
-    builders.prepare_videos("list_files", root, tmp_path / "out", PARAMS,
+    video_lib.prepare_videos("list_files", root, tmp_path / "out", PARAMS,
                             dataclasses.replace(QUIET, num_classes=2))
-  assert os.path.exists(builders.video_builder("list_files", PARAMS, tmp_path / "out").report_path)
+  assert os.path.exists(video_lib.video_builder("list_files", PARAMS, tmp_path / "out").report_path)
 
 
 def test_list_files_without_names_needs_num_classes(tmp_path):
   root = videogen.make_list_dataset(tmp_path / "d", num_classes=2, per_class={"train": 1},
                                     names=False)
   with pytest.raises(DataError, match="num_classes"):
-    builders.prepare_videos("list_files", root, tmp_path / "out", PARAMS, QUIET)
+    video_lib.prepare_videos("list_files", root, tmp_path / "out", PARAMS, QUIET)
 
 
 def test_decoding_resumes_from_finished_shards(tmp_path, monkeypatch):
@@ -245,8 +249,8 @@ def test_unusable_video_settings_name_the_key(tmp_path):
 def test_prepare_defaults_are_the_configs():
   for name, cfg in (("ma52", ma52_config), ("ma12", ma12_config)):
     video_cfg = cfg.get_config().data.video
-    assert dataclasses.asdict(prepare.default_params(name)) == dict(video_cfg), name
-  assert dataclasses.asdict(prepare.default_params("class_folder")) == dict(
+    assert dataclasses.asdict(video_lib.default_params(name)) == dict(video_cfg), name
+  assert dataclasses.asdict(video_lib.default_params("class_folder")) == dict(
       default_config.get_config().data.video)
 
 
@@ -283,9 +287,9 @@ def test_real_clips_decode_to_documented_frames_and_prepare(shared_data, tmp_pat
     expected = documented[clip.name.split("__")[0]]
     assert stats["declared_frames"] == stats["decoded_frames"] == expected
     assert out.shape == (8, 32, 28, 3) and out.std() > 5  # real content, not a blank frame
-  params = builders.VideoParams(num_frames=4, frames_per_segment=2, height=32, width=28)
-  builder = builders.prepare_videos("ma52", root, tmp_path / "prepared", params, QUIET)
-  val = sources.open_split(builder, "val")
+  params = video_lib.VideoParams(num_frames=4, frames_per_segment=2, height=32, width=28)
+  builder = video_lib.prepare_videos("ma52", root, tmp_path / "prepared", params, QUIET)
+  val = prepared.open_split(builder, "val")
   assert len(val) == 3 and sorted(val.labels().tolist()) == [0, 9, 10]
   assert len(builder.info.metadata["class_names"]) == 52
 

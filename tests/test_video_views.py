@@ -2,8 +2,8 @@
 import jax
 import numpy as np
 
-from aplt_jax import augment
-from aplt_jax import views as views_lib
+from aplt_jax import augment as views_lib
+from aplt_jax.augment import video as augment
 from configs import default
 
 

@@ -1,4 +1,11 @@
-"""The labeled subset: drawn per class, seeded, written to WORKDIR/split.json, reused on resume.
+"""Every split decision, one rule each: split names, split folders, held-out draws, labeled subset.
+
+- `SPLITS`: the split names a dataset can have.
+- `split_folders`: whether a folder's subfolders are splits or classes (video class folders,
+  `.npy` sequence folders).
+- `hold_out`: the per-class held-out draw of a dataset without a test split of its own.
+- `draw_labeled` / `load_or_create`: the labeled subset of the train split, drawn per class,
+  seeded, written to WORKDIR/split.json and reused on resume.
 
 Errors are `ConfigError` (the budget or the workdir's split) or `DataError` (labels that do not fit
 `data.num_classes`), one paragraph each, printed by main.py without a traceback.
@@ -12,6 +19,45 @@ import numpy as np
 
 from aplt_jax import workdir as workdir_lib
 from aplt_jax.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+
+
+def subfolders(path: str) -> list[str]:
+  """The sorted names of the folders in `path`, dot-folders (.git, .ipynb_checkpoints) skipped."""
+  return sorted(d for d in os.listdir(path)
+                if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
+
+
+def split_folders(root: str) -> dict[str, str] | None:
+  """`{split: folder}` when the folders of `root` are splits, None when they are classes.
+
+  They are splits when they are `train` plus `val` and/or `test`, and nothing else; without
+  `train`, or without both `val` and `test`, they are classes. Split folders beside folders of
+  other names are ambiguous (a DataError names them).
+  """
+  top = subfolders(root)
+  if "train" not in top or not any(s in top for s in SPLITS[1:]):
+    return None
+  others = [d for d in top if d not in SPLITS]
+  if others:
+    raise DataError(f"{root} holds split folders {[d for d in top if d in SPLITS]} beside "
+                    f"{others}: either every folder there is a split (train with val and/or "
+                    "test, classes inside) or every folder is a class. Move or rename "
+                    f"{others}.")
+  return {s: os.path.join(root, s) for s in SPLITS if s in top}
+
+
+def hold_out(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+  """[N] bool, True for the held-out rows: per class (in sorted order), a draw of
+  `round(fraction * n_c)` of its n_c rows, at most n_c - 1 (one is always left to train on)."""
+  labels = np.asarray(labels)
+  held = np.zeros(len(labels), bool)
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    k = min(round(fraction * len(members)), len(members) - 1)
+    held[rng.choice(members, size=k, replace=False)] = True
+  return held
 
 
 def draw_labeled(labels: np.ndarray, num_classes: int, *, seed: int,

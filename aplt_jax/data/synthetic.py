@@ -30,15 +30,24 @@ config keeps its difficulty at 16 or 64 pixels.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
+import tensorflow_datasets as tfds
+
+from aplt_jax.data import prepared
+from aplt_jax.data import split as split_lib
+from aplt_jax.data.dataset import Dataset, default_data_dir
+from aplt_jax.errors import ConfigError
+
+NAMES = ("synthetic",)  # the dataset names this family opens (aplt_jax/data/__init__.py)
 
 CLASS_NAMES = (
     "nod", "shake_head", "tilt_head", "shrug", "rub_hands", "touch_nose",
     "scratch_head", "lean_forward", "lean_back", "tap_leg", "cross_arms", "wave_hand",
 )
 
-SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+SPLIT_IDS = {split: i for i, split in enumerate(split_lib.SPLITS)}  # train 0, val 1, test 2
 
 # Bump when the rendering changes: prepared datasets are versioned by it.
 RENDER_VERSION = "1.0.0"
@@ -343,3 +352,98 @@ def render_clip(cfg: SyntheticConfig, split: str, index: int) -> tuple[np.ndarra
   img = img.transpose(0, 2, 3, 1) + noise  # [T, S, S, 3]
   video = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
   return video, label
+
+
+# --------------------------------------------------------------------------------------
+# The TFDS builder, and the family's registry entry (aplt_jax/data/__init__.py)
+
+_SYNTHETIC_ABBREV = {
+    "num_classes": "c", "num_frames": "t", "size": "s", "num_train": "tr", "num_val": "va",
+    "num_test": "te", "seed": "seed", "motion_amplitude": "amp", "rest_jitter": "rest",
+    "speed_range": "speed", "noise_std": "noise", "texture_contrast": "tex",
+    "camera_jitter": "cam", "position_jitter": "pos", "size_range": "scale",
+    "breathing": "breath", "idle_motion": "idle", "edge_softness": "soft",
+}
+
+
+def synthetic_builder_config(cfg: SyntheticConfig) -> prepared.ParamsBuilderConfig:
+  """The BuilderConfig for `cfg`; its name encodes every field of `cfg`."""
+  return prepared.ParamsBuilderConfig(
+      name=prepared.config_name(cfg, _SYNTHETIC_ABBREV),
+      description=f"Synthetic micro-actions rendered with {cfg}",
+      params=cfg)
+
+
+class SyntheticMicroActions(prepared.ArrayRecordBuilder):
+  """Procedural synthetic micro-action clips; splits train / test (and val if num_val > 0).
+
+  Construct with `config=synthetic_builder_config(cfg)`, or use `prepare_synthetic`.
+  """
+  VERSION = tfds.core.Version(RENDER_VERSION)
+  RELEASE_NOTES = {"1.0.0": "First renderer."}
+  BUILDER_CONFIGS = [synthetic_builder_config(SyntheticConfig())]
+  PREPARE_HINT = "aplt_jax.data.synthetic.prepare_synthetic(cfg, data_dir)"
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    cfg = self.params
+    return self.dataset_info_from_configs(
+        features=_features(cfg.num_frames, cfg.size, cfg.size, cfg.class_names),
+        supervised_keys=("video", "label"),
+        disable_shuffling=True,
+        metadata=tfds.core.MetadataDict(synthetic_config=dataclasses.asdict(cfg)),
+        description=__doc__,
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # nothing to download
+    cfg = self.params
+    return {split: self._generate_examples(split=split)
+            for split in split_lib.SPLITS if cfg.num_examples(split) > 0}
+
+  def _generate_examples(self, split: str):
+    cfg = self.params
+    for index in range(cfg.num_examples(split)):
+      video, label = render_clip(cfg, split, index)
+      yield index, {"video": video, "label": label, "index": index}
+
+
+def synthetic_builder(cfg: SyntheticConfig, data_dir: str | os.PathLike
+                      ) -> SyntheticMicroActions:
+  """The (possibly unprepared) builder of `cfg` under `data_dir`."""
+  config = synthetic_builder_config(cfg)
+  if config.name in SyntheticMicroActions.builder_configs:
+    config = config.name  # TFDS refuses a second object named like a predefined config
+  return SyntheticMicroActions(data_dir=os.fspath(data_dir), config=config)
+
+
+def prepare_synthetic(cfg: SyntheticConfig, data_dir: str | os.PathLike
+                      ) -> SyntheticMicroActions:
+  """Renders and stores `cfg`'s splits under `data_dir` once; a no-op when already there."""
+  return prepared.prepare(synthetic_builder(cfg, data_dir))
+
+
+def _features(num_frames: int, height: int, width: int,
+                   class_names: tuple[str, ...]) -> tfds.features.FeaturesDict:
+  """The common video-clip features: video uint8 [T, H, W, 3], label, dense index."""
+  return tfds.features.FeaturesDict({
+      "video": tfds.features.Tensor(shape=(num_frames, height, width, 3), dtype=np.uint8),
+      "label": tfds.features.ClassLabel(names=list(class_names)),
+      "index": tfds.features.Tensor(shape=(), dtype=np.int64),
+  })
+
+
+def open_dataset(name: str, data_cfg) -> Dataset:
+  """Renders `data.synthetic`'s clips once, then opens its train split and `data.eval_split`."""
+  s = data_cfg.synthetic
+  try:
+    cfg = SyntheticConfig(
+        num_classes=data_cfg.num_classes, num_frames=s.num_frames, size=s.size,
+        num_train=s.num_train, num_val=s.num_val, num_test=s.num_test, seed=s.seed)
+  except ValueError as e:
+    raise ConfigError(f"data.num_classes / data.synthetic.*: {e}") from e
+  builder = prepare_synthetic(cfg, default_data_dir(data_cfg))
+  train = prepared.open_split(builder, "train")
+  ev = prepared.open_split(builder, data_cfg.eval_split)
+  return Dataset(name=name, train=train, eval=ev, train_labels=train.labels(),
+                 eval_labels=ev.labels(), num_classes=cfg.num_classes,
+                 class_names=list(CLASS_NAMES[:cfg.num_classes]))

@@ -15,30 +15,20 @@ import jax.numpy as jnp
 
 from aplt_jax.models.classifier import Classifier
 from aplt_jax.models.tsm_resnet import TSMResNet, temporal_shift
+from aplt_jax.registry import Registry
 
 __all__ = ["Classifier", "TSMResNet", "build", "kwargs_from_config", "names", "parse_dtype",
            "register", "temporal_shift"]
 
 BackboneFactory = Callable[..., nn.Module]
 
-_BACKBONES: dict[str, BackboneFactory] = {}
+_BACKBONES: Registry[BackboneFactory] = Registry("model")
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
 
-def register(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
-  """Decorator that registers a backbone factory (a function or a Module class) as `name`."""
-  def decorator(factory: BackboneFactory) -> BackboneFactory:
-    if name in _BACKBONES:
-      raise ValueError(f"backbone {name!r} is already registered")
-    _BACKBONES[name] = factory
-    return factory
-  return decorator
-
-
-def names() -> list[str]:
-  """Registered backbone names, sorted."""
-  return sorted(_BACKBONES)
+register = _BACKBONES.register  # decorator: a backbone factory (function or Module class)
+names = _BACKBONES.names  # registered backbone names, sorted
 
 
 def parse_dtype(dtype: Any) -> Any:
@@ -54,9 +44,7 @@ def build(name: str, num_classes: int, **kwargs: Any) -> Classifier:
   Raises ValueError on an unknown name or an unknown keyword (a config typo), naming the
   accepted ones.
   """
-  if name not in _BACKBONES:
-    raise ValueError(f"unknown model {name!r}; registered: {names()}")
-  factory = _BACKBONES[name]
+  factory = _BACKBONES.get(name)
   params = inspect.signature(factory).parameters
   if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
     unknown = sorted(set(kwargs) - set(params))
@@ -74,9 +62,7 @@ def kwargs_from_config(model_cfg) -> dict[str, Any]:
   `configs/default.py` holds the knobs of every backbone side by side (the config is locked, so
   a mistyped key fails at the command line); each factory takes the ones it names.
   """
-  if model_cfg.name not in _BACKBONES:
-    raise ValueError(f"unknown model {model_cfg.name!r}; registered: {names()}")
-  params = inspect.signature(_BACKBONES[model_cfg.name]).parameters
+  params = inspect.signature(_BACKBONES.get(model_cfg.name)).parameters
   return {k: v for k, v in model_cfg.items() if k in params}
 
 

@@ -21,6 +21,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from aplt_jax.registry import Registry
+
 PyTree = Any
 # (probs_w [B, C], uidx [B] int, state) -> (pseudo [B] int32, weights [B] float32, new_state)
 PseudoLabelFn = Callable[[jax.Array, jax.Array, PyTree], tuple[jax.Array, jax.Array, PyTree]]
@@ -53,22 +55,11 @@ class SSLMethod:
   extra_loss: ExtraLossFn
 
 
-_REGISTRY: dict[str, Callable[[Any], SSLMethod]] = {}
+_REGISTRY: Registry[Callable[[Any], SSLMethod]] = Registry("SSL method")
 
 
-def register(name: str):
-  """Decorator registering `builder(ssl_cfg) -> SSLMethod` under `name`."""
-  def wrap(builder: Callable[[Any], SSLMethod]) -> Callable[[Any], SSLMethod]:
-    if name in _REGISTRY:
-      raise ValueError(f"SSL method {name!r} is registered twice")
-    _REGISTRY[name] = builder
-    return builder
-  return wrap
-
-
-def names() -> list[str]:
-  """Sorted names of the registered methods."""
-  return sorted(_REGISTRY)
+register = _REGISTRY.register  # decorator: `builder(ssl_cfg) -> SSLMethod` under a name
+names = _REGISTRY.names  # registered method names, sorted
 
 
 def get(name: str, ssl_cfg: Any = None) -> SSLMethod:
@@ -82,9 +73,7 @@ def get(name: str, ssl_cfg: Any = None) -> SSLMethod:
   Raises:
     ValueError: for an unknown name (the message lists the known ones).
   """
-  if name not in _REGISTRY:
-    raise ValueError(f"Unknown SSL method {name!r}; expected one of {names()}")
-  return _REGISTRY[name](ssl_cfg)
+  return _REGISTRY.get(name)(ssl_cfg)
 
 
 _DEFAULTS = {

@@ -8,12 +8,13 @@ Layouts, by registry name (`LAYOUTS`):
   MA-12 12; `list_files` takes the count from `label_name.txt` (or `num_classes`).
 - `class_folder`: a user's own videos, `MANUAL_DIR/<class name>/*.mp4|avi|mov|...`; classes are
   the sorted folder names. With `MANUAL_DIR/train/<class>/` and `MANUAL_DIR/{val,test}/<class>/`
-  those folders are the splits; otherwise a seeded `test_fraction` of each class (never its
-  only video) is held out as the `test` split.
+  those folders are the splits (the rule: `split.split_folders`); otherwise a seeded
+  `test_fraction` of each class (never its only video) is held out as the `test` split
+  (`split.hold_out`).
 
 Listing checks every entry before any decoding: malformed lines, non-integer or out-of-range
 labels, missing files and duplicate entries become `Problem`s (reported and skipped, never
-silently dropped); `aplt_jax.data.video_cache` adds the files that fail to decode.
+silently dropped); `shards` adds the files that fail to decode.
 """
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ from typing import Iterable
 
 import numpy as np
 
-from aplt_jax.data import video
+from aplt_jax.data import split as split_lib
+from aplt_jax.data.split import SPLITS
+from aplt_jax.data.video import decode
 from aplt_jax.errors import DataError
 
-SPLITS = ("train", "val", "test")
 LABEL_NAMES = "label_name.txt"
 
 REASONS = {
@@ -38,7 +40,7 @@ REASONS = {
     "duplicate": "the same video is listed again in this split (the first entry is kept)",
     "in_other_split": "the same video file is also listed in an earlier split (kept there only)",
     "unsupported_file": "a file in a class folder without a video extension",
-    **video.REASONS,
+    **decode.REASONS,
 }
 
 
@@ -197,17 +199,12 @@ def _videos_in(folder: str, split: str, vid_prefix: str) -> tuple[list[str], lis
     path = os.path.join(folder, name)
     if not os.path.isfile(path) or name.startswith("."):
       continue
-    if name.lower().endswith(video.VIDEO_EXTENSIONS):
+    if name.lower().endswith(decode.VIDEO_EXTENSIONS):
       files.append(path)
     else:
       problems.append(Problem(split, f"{vid_prefix}{name}", "unsupported_file",
-                              f"extension not in {list(video.VIDEO_EXTENSIONS)}"))
+                              f"extension not in {list(decode.VIDEO_EXTENSIONS)}"))
   return files, problems
-
-
-def _class_dirs(root: str) -> list[str]:
-  return sorted(d for d in os.listdir(root)
-                if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
 
 
 class ClassFolderLayout:
@@ -221,11 +218,10 @@ class ClassFolderLayout:
 
   def read(self, manual_dir: str, *, num_classes: int | None = None,
            test_fraction: float = 0.2) -> Listing:
-    top = _class_dirs(manual_dir)
-    has_splits = "train" in top and any(s in top for s in SPLITS[1:])
-    roots = {s: os.path.join(manual_dir, s) for s in SPLITS if s in top} if has_splits else {
-        "train": manual_dir}
-    names = _class_dirs(roots["train"])
+    split_dirs = split_lib.split_folders(manual_dir)
+    has_splits = split_dirs is not None
+    roots = split_dirs or {"train": manual_dir}
+    names = split_lib.subfolders(roots["train"])
     if not names:
       raise DataError(f"class_folder: no class folders in {roots['train']}. Expected "
                       f"{self.expected_files(manual_dir)}.")
@@ -237,7 +233,7 @@ class ClassFolderLayout:
     problems: list[Problem] = []
     for split, root in roots.items():
       entries[split] = []
-      for cls in _class_dirs(root):
+      for cls in split_lib.subfolders(root):
         if cls not in label_of:
           problems.append(Problem(split, f"{cls}/", "label_out_of_range",
                                   f"class folder {cls!r} is not among the train classes"))
@@ -247,24 +243,12 @@ class ClassFolderLayout:
         entries[split] += [Entry(f"{cls}/{os.path.basename(p)}", os.path.abspath(p),
                                  label_of[cls]) for p in files]
     if not has_splits and test_fraction > 0:
-      entries["train"], entries["test"] = hold_out(entries["train"], test_fraction)
+      # Seed 0, not the sequences' [seed, 11]: another seed would re-draw prepared copies.
+      held = split_lib.hold_out([e.label for e in entries["train"]], test_fraction,
+                                np.random.default_rng(0))
+      entries["train"], entries["test"] = ([e for e, h in zip(entries["train"], held) if not h],
+                                           [e for e, h in zip(entries["train"], held) if h])
     return Listing(names, entries, problems)
-
-
-def hold_out(entries: list[Entry], fraction: float, seed: int = 0
-             ) -> tuple[list[Entry], list[Entry]]:
-  """Per class, `round(fraction * n)` entries (at most n - 1) go to the held-out split."""
-  rng = np.random.default_rng(seed)
-  by_class = collections.defaultdict(list)
-  for i, e in enumerate(entries):
-    by_class[e.label].append(i)
-  held = set()
-  for label in sorted(by_class):
-    members = by_class[label]
-    k = min(len(members) - 1, int(round(fraction * len(members))))
-    held.update(rng.choice(members, size=max(k, 0), replace=False).tolist())
-  return ([e for i, e in enumerate(entries) if i not in held],
-          [e for i, e in enumerate(entries) if i in held])
 
 
 LAYOUTS: dict[str, ListFileLayout | ClassFolderLayout] = {
@@ -276,6 +260,7 @@ LAYOUTS: dict[str, ListFileLayout | ClassFolderLayout] = {
 
 
 def get(name: str):
+  """The layout of the video dataset `name`."""
   if name not in LAYOUTS:
     raise DataError(f"Unknown video dataset {name!r}; choose one of {sorted(LAYOUTS)}.")
   return LAYOUTS[name]

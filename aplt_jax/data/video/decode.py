@@ -10,7 +10,7 @@ without decoding again. Every frame is scaled while it is converted from the cod
 covers `height x width` with the aspect ratio kept, then centre-cropped to exactly that size.
 
 Bad files raise `VideoError` whose `reason` is one of `REASONS`; preparation reports and skips
-them (`aplt_jax.data.video_cache`).
+them (`shards`).
 """
 from __future__ import annotations
 

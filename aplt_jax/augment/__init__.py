@@ -1,32 +1,42 @@
-"""Per-modality augmentation views (weak, strong, centre), chosen by a registry name."""
+"""Augmentation (DESIGN §5): a modality's `Views` (weak, strong, centre), by registry name.
+
+`video` augments clips on device (TSN frame pick, crops, flips, RandAugment-style ops, cutout);
+`sequence` augments pose and sensor sequences. The train, eval and embed steps (`steps`) take a
+`Views` and never look at the modality.
+"""
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
-from aplt_jax.steps import Views
+import jax
 
-_BUILDERS: dict[str, Callable[..., Views]] = {}
+from aplt_jax.registry import Registry
+
+ViewFn = Callable[[jax.Array, jax.Array], jax.Array]  # (key, raw clips [B, ...]) -> float [B, ...]
 
 
-def register(modality: str):
-  def wrap(fn):
-    _BUILDERS[modality] = fn
-    return fn
-  return wrap
+@dataclasses.dataclass(frozen=True)
+class Views:
+  """The modality's batched views: random weak / strong augmentation and the fixed eval view."""
+  weak: ViewFn
+  strong: ViewFn
+  center: Callable[[jax.Array], jax.Array]
+
+
+_VIEWS: Registry[Callable[..., Views]] = Registry("augmentation modality")
+register = _VIEWS.register
 
 
 def build(modality: str, config, **kwargs) -> Views:
   """The views of `modality`; `kwargs` are the dataset's `view_kwargs` (e.g. frames_per_segment)."""
-  if modality not in _BUILDERS:
-    raise ValueError(f"No augmentation views for modality {modality!r}; known: {sorted(_BUILDERS)}.")
-  return _BUILDERS[modality](config, **kwargs)
+  return _VIEWS.get(modality)(config, **kwargs)
 
 
 @register("video")
 def _video(config, frames_per_segment: int = 1) -> Views:
   """Clip views; prepared videos (`frames_per_segment` k > 1) first pick one frame per segment."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from aplt_jax import augment  # pylint: disable=g-import-not-at-top
+  from aplt_jax.augment import video as augment  # pylint: disable=g-import-not-at-top
   from aplt_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from aplt_jax.models import tcn  # pylint: disable=g-import-not-at-top
   if config.model.name in tcn.SEQUENCE_BACKBONES:
@@ -47,7 +57,7 @@ def _video(config, frames_per_segment: int = 1) -> Views:
 
 @register("sequence")
 def _sequence(config) -> Views:
-  from aplt_jax import augment_seq  # pylint: disable=g-import-not-at-top
+  from aplt_jax.augment import sequence as augment_seq  # pylint: disable=g-import-not-at-top
   from aplt_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from aplt_jax.models import tcn  # pylint: disable=g-import-not-at-top
   if config.model.name not in tcn.SEQUENCE_BACKBONES:

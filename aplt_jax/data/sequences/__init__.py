@@ -5,7 +5,7 @@ axes) or `[T, J, D]` (joints x coordinates, e.g. a 2-D or 3-D skeleton). Prepara
 source and settings, goes through five steps and stores the result as ArrayRecord through a TFDS
 builder, read back with Grain exactly like video:
 
-1. read: a reader (`sequence_readers`, by kind: `npz`, `npy-folder`, `watch`) loads the
+1. read: a reader (`readers`, by kind: `npz`, `npy-folder`, `watch`) loads the
    *recordings*, each `[T_i, ...]` with a label and, where known, a subject and a split;
 2. validate: shapes, finite values, labels in `[0, num_classes)` (a `DataError` names the cause);
 3. split, per recording (never per window, so the windows of one recording stay on one side):
@@ -33,9 +33,11 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from aplt_jax.data import builders
-from aplt_jax.data import sequence_readers as readers
-from aplt_jax.data.sequence_readers import Recordings
+from aplt_jax.data import prepared
+from aplt_jax.data import split as split_lib
+from aplt_jax.data.dataset import Dataset, default_data_dir
+from aplt_jax.data.sequences import readers
+from aplt_jax.data.sequences.readers import Recordings
 from aplt_jax.errors import ConfigError, DataError
 
 # --------------------------------------------------------------------------------------
@@ -183,12 +185,8 @@ def _train_test(rec: Recordings, *, test_subjects: tuple[int, ...] = (),
                       "give it a split array.")
     k = min(max(1, round(test_fraction * len(ids))), len(ids) - 1)
     return np.where(np.isin(subject, rng.choice(ids, size=k, replace=False)), "test", "train")
-  split = np.full(n, "train", dtype="<U5")
-  for c in np.unique(rec.y):
-    members = np.flatnonzero(rec.y == c)
-    k = min(round(test_fraction * len(members)), len(members) - 1)
-    split[rng.choice(members, size=k, replace=False)] = "test"
-  return split
+  # The [seed, 11] salt, not video class folders' seed 0: another would re-draw prepared copies.
+  return np.where(split_lib.hold_out(rec.y, test_fraction, rng), "test", "train").astype("<U5")
 
 
 def window_starts(length: int, window: int, stride: int) -> np.ndarray:
@@ -323,12 +321,12 @@ def fingerprint(path: str) -> str:
 
 
 @dataclasses.dataclass(eq=False)
-class SequenceBuilderConfig(builders.ParamsBuilderConfig):
+class SequenceBuilderConfig(prepared.ParamsBuilderConfig):
   """`params` plus the source path (not in the name: `params.fingerprint` stands for it)."""
   path: str = ""
 
 
-class Sequences(builders.ArrayRecordBuilder):
+class Sequences(prepared.ArrayRecordBuilder):
   """Sequence datasets prepared from a source file or folder; splits train / test (/ val)."""
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
@@ -391,7 +389,7 @@ def build_splits(params: SequenceParams, path: str) -> dict:
                         test_fraction=params.test_fraction, seed=params.seed,
                         val_subjects=params.val_subjects, val_fraction=params.val_fraction)
   train_ids = np.flatnonzero(split == "train")
-  held_out = int(np.isin(split, ("val", "test")).sum())
+  held_out = int(np.isin(split, split_lib.SPLITS[1:]).sum())
   if not len(train_ids) or not held_out:
     raise DataError(f"{rec.source!r}: the split leaves {len(train_ids)} training and "
                     f"{held_out} val / test recordings; both must be non-empty.")
@@ -404,7 +402,7 @@ def build_splits(params: SequenceParams, path: str) -> dict:
     mean, std = np.zeros(trailing, np.float32), np.ones(trailing, np.float32)
   rec = dataclasses.replace(rec, x=[(a - mean) / std for a in rec.x])
   splits = {}
-  for name in readers.SPLITS:
+  for name in split_lib.SPLITS:
     members = np.flatnonzero(split == name)
     if len(members):
       splits[name] = make_windows(rec, members, params.window, params.stride)
@@ -418,21 +416,21 @@ def build_splits(params: SequenceParams, path: str) -> dict:
 
 def builder(params: SequenceParams, path: str, data_dir: str | os.PathLike) -> Sequences:
   """The (possibly unprepared) builder of `params` from `path`, under `data_dir`."""
-  config = SequenceBuilderConfig(name=builders.config_name(params, _ABBREV),
+  config = SequenceBuilderConfig(name=prepared.config_name(params, _ABBREV),
                                  description=f"Sequences from {path}", params=params, path=path)
   return Sequences(data_dir=os.fspath(data_dir), config=config)
 
 
 def prepare(params: SequenceParams, path: str, data_dir: str | os.PathLike) -> Sequences:
   """Prepares `params` from `path` under `data_dir` once; a no-op when already there."""
-  return builders.prepare(builder(params, path, data_dir))
+  return prepared.prepare(builder(params, path, data_dir))
 
 
 # --------------------------------------------------------------------------------------
-# Registry entries (aplt_jax/data/__init__.py): `npz`, `npy_folder`, `watch`
+# The family's datasets (aplt_jax/data/__init__.py): `npz`, `npy_folder`, `watch`
 
 @dataclasses.dataclass(frozen=True)
-class Protocol:
+class ReaderDefaults:
   """A sequence dataset's reader and its defaults for the `data.sequence.*` knobs left unset.
 
   Attributes:
@@ -450,18 +448,23 @@ class Protocol:
   default_path: Callable[[], str] | None = None
 
 
-PROTOCOLS = {
-    "npz": Protocol("npz"),
-    "npy_folder": Protocol("npy-folder"),
-    "watch": Protocol("watch", window=readers.WATCH_WINDOW, stride=readers.WATCH_STRIDE,
+# Dataset name -> its reader and defaults. The reader kind `npy-folder` keeps its '-': it is part
+# of the prepared copy's directory name, where '_' separates the fields (`prepared.config_name`).
+READER_DEFAULTS = {
+    "npz": ReaderDefaults("npz"),
+    "npy_folder": ReaderDefaults("npy-folder"),
+    "watch": ReaderDefaults("watch", window=readers.WATCH_WINDOW, stride=readers.WATCH_STRIDE,
                       test_subjects=readers.WATCH_TEST_SUBJECTS,
-                      val_subjects=readers.WATCH_VAL_SUBJECTS, default_path=readers.watch_path),
+                            val_subjects=readers.WATCH_VAL_SUBJECTS, default_path=readers.watch_path),
 }
+
+
+NAMES = tuple(READER_DEFAULTS)  # the dataset names this family opens
 
 
 def params_from_config(name: str, data_cfg) -> tuple[SequenceParams, str]:
   """(SequenceParams, source path) for registry entry `name` under the `data` config."""
-  proto, s = PROTOCOLS[name], data_cfg.sequence
+  proto, s = READER_DEFAULTS[name], data_cfg.sequence
   path = data_cfg.manual_dir
   if not path:
     if proto.default_path is None:
@@ -482,15 +485,13 @@ def params_from_config(name: str, data_cfg) -> tuple[SequenceParams, str]:
       val_fraction=float(data_cfg.val_fraction)), path
 
 
-def open_dataset(name: str, data_cfg):
+def open_dataset(name: str, data_cfg) -> Dataset:
   """Prepares (once) and opens the sequence dataset `name` as a `Dataset`."""
-  # pylint: disable-next=g-import-not-at-top
-  from aplt_jax.data import Dataset, default_data_dir, sources
   params, path = params_from_config(name, data_cfg)
-  prepared = prepare(params, path, default_data_dir(data_cfg))
-  train = sources.open_split(prepared, "train")
-  ev = sources.open_split(prepared, data_cfg.eval_split)
-  label = prepared.info.features["label"]
+  prepared_copy = prepare(params, path, default_data_dir(data_cfg))
+  train = prepared.open_split(prepared_copy, "train")
+  ev = prepared.open_split(prepared_copy, data_cfg.eval_split)
+  label = prepared_copy.info.features["label"]
   return Dataset(name=name, train=train, eval=ev, train_labels=train.labels(),
                  eval_labels=ev.labels(), num_classes=label.num_classes,
                  class_names=list(label.names), modality="sequence", input_key="sequence")

@@ -3,6 +3,7 @@
 A reader turns a source (a file or a folder) into `Recordings`: the sequences as recorded, each
 `[T_i, C]` or `[T_i, J, D]`, with labels and, where the source knows them, subjects and a split.
 Checks of values and labels, splitting, windowing and normalisation are `sequences`' job.
+Adding a source format: a reader registered here, its `READER_DEFAULTS` entry in `sequences`.
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from typing import Callable
 
 import numpy as np
 
+from aplt_jax.data import split as split_lib
+from aplt_jax.data.split import SPLITS
 from aplt_jax.errors import DataError
+from aplt_jax.registry import Registry
 
-SPLITS = ("train", "val", "test")
 NPZ_KEYS = ("x", "y", "subject", "split", "class_names")
 
 # The smartwatch set shipped with seglearn (BSD): 140 recordings of 6-axis inertial data at 50 Hz
@@ -50,21 +53,12 @@ class Recordings:
 
 
 Reader = Callable[[str], Recordings]
-_READERS: dict[str, Reader] = {}
-
-
-def register_reader(kind: str):
-  """Registers `fn(path) -> Recordings` as the reader of `kind`."""
-  def wrap(fn: Reader) -> Reader:
-    _READERS[kind] = fn
-    return fn
-  return wrap
+READERS: Registry[Reader] = Registry("sequence reader")  # kind -> `fn(path) -> Recordings`
+register_reader = READERS.register
 
 
 def read(kind: str, path: str) -> Recordings:
-  if kind not in _READERS:
-    raise ValueError(f"no sequence reader {kind!r}; known: {sorted(_READERS)}")
-  return _READERS[kind](path)
+  return READERS.get(kind)(path)
 
 
 @register_reader("npz")
@@ -121,16 +115,15 @@ def read_npy_folder(path: str) -> Recordings:
   if not os.path.isdir(path):
     raise DataError(f"Sequence folder {path!r} does not exist; set data.manual_dir to a folder "
                     "laid out as <class>/<sample>.npy (or <split>/<class>/<sample>.npy).")
-  entries = sorted(e for e in os.listdir(path) if os.path.isdir(os.path.join(path, e)))
-  has_splits = bool(entries) and set(entries) <= set(SPLITS)
-  roots = [(s, os.path.join(path, s)) for s in entries] if has_splits else [(None, path)]
+  split_dirs = split_lib.split_folders(path)
+  has_splits = split_dirs is not None
+  roots = sorted(split_dirs.items()) if has_splits else [(None, path)]  # split names sorted
   files = []  # (split, class, file)
   for split, root in roots:
-    for cls in sorted(os.listdir(root)):
-      if os.path.isdir(os.path.join(root, cls)):
-        for name in sorted(os.listdir(os.path.join(root, cls))):
-          if name.endswith(".npy"):
-            files.append((split, cls, os.path.join(root, cls, name)))
+    for cls in split_lib.subfolders(root):
+      for name in sorted(os.listdir(os.path.join(root, cls))):
+        if name.endswith(".npy"):
+          files.append((split, cls, os.path.join(root, cls, name)))
   if not files:
     raise DataError(f"No .npy files under {path!r}; expected <class>/<sample>.npy or "
                     f"<split>/<class>/<sample>.npy with split in {SPLITS}.")

@@ -1,6 +1,6 @@
 """Parallel, resumable decoding of a split's videos into shard files, read back in list order.
 
-Preparation decodes every video once (`video.decode_clip`) in a pool of processes. Videos are
+Preparation decodes every video once (`decode.decode_clip`) in a pool of processes. Videos are
 grouped into shards of `SHARD_SIZE` consecutive entries; each shard is written as one `.npz`
 (`clips` uint8 [n_ok, F, H, W, 3], `ok` bool [n], `reason`/`detail` str [n]) with a
 write-then-rename, so a killed preparation leaves only whole shards behind, and a re-run skips
@@ -20,14 +20,15 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from aplt_jax.data import video
-from aplt_jax.data.listfiles import Entry, Problem
+from aplt_jax import files
+from aplt_jax.data.video import decode
+from aplt_jax.data.video.layouts import Entry, Problem
 
 SHARD_SIZE = 16
 
 
 def _shard_path(cache_dir: str, split: str, shard: int, entries: Sequence[Entry],
-                spec: video.ClipSpec) -> str:
+                spec: decode.ClipSpec) -> str:
   key = json.dumps([dataclasses.asdict(spec), [dataclasses.astuple(e) for e in entries]])
   digest = hashlib.sha1(key.encode()).hexdigest()[:12]
   return os.path.join(cache_dir, f"{split}-{shard:05d}-{digest}.npz")
@@ -38,30 +39,28 @@ def _shards(entries: Sequence[Entry]) -> list[tuple[int, Sequence[Entry]]]:
           for s, i in enumerate(range(0, len(entries), SHARD_SIZE))]
 
 
-def decode_shard(paths: Sequence[str], spec: video.ClipSpec, out_path: str,
+def decode_shard(paths: Sequence[str], spec: decode.ClipSpec, out_path: str,
                  threads: int = 0) -> int:
   """Decodes `paths` into the shard file `out_path`; returns how many decoded."""
   clips, ok, reason, detail = [], [], [], []
   for path in paths:
     try:
-      clips.append(video.decode_clip(path, spec, threads=threads))
+      clips.append(decode.decode_clip(path, spec, threads=threads))
       ok.append(True)
       reason.append("")
       detail.append("")
-    except video.VideoError as e:
+    except decode.VideoError as e:
       ok.append(False)
       reason.append(e.reason)
       detail.append(e.detail)
   arr = np.stack(clips) if clips else np.zeros((0, *spec.shape), np.uint8)
-  os.makedirs(os.path.dirname(out_path), exist_ok=True)
-  tmp = f"{out_path}.tmp{os.getpid()}.npz"
-  np.savez(tmp, clips=arr, ok=np.asarray(ok, bool), reason=np.asarray(reason, str),
-           detail=np.asarray(detail, str))
-  os.replace(tmp, out_path)
+  with files.write_then_rename(out_path, "wb") as f:
+    np.savez(f, clips=arr, ok=np.asarray(ok, bool), reason=np.asarray(reason, str),
+             detail=np.asarray(detail, str))
   return len(clips)
 
 
-def decode_split(entries: Sequence[Entry], split: str, spec: video.ClipSpec, cache_dir: str, *,
+def decode_split(entries: Sequence[Entry], split: str, spec: decode.ClipSpec, cache_dir: str, *,
                  workers: int = 0, progress: bool = True) -> list[Problem]:
   """Decodes every entry's video into `cache_dir` (skipping finished shards).
 
@@ -118,7 +117,7 @@ def decode_split(entries: Sequence[Entry], split: str, spec: video.ClipSpec, cac
   return problems
 
 
-def iter_clips(entries: Sequence[Entry], split: str, spec: video.ClipSpec, cache_dir: str
+def iter_clips(entries: Sequence[Entry], split: str, spec: decode.ClipSpec, cache_dir: str
                ) -> Iterator[tuple[Entry, np.ndarray]]:
   """(entry, clip uint8 [F, H, W, 3]) for every decoded entry, in list order."""
   for s, chunk in _shards(entries):

@@ -401,7 +401,7 @@ def pick_segment_frames(key: jax.Array | None, clips: jax.Array,
                         frames_per_segment: int) -> jax.Array:
   """One frame of each segment: [B, T*k, H, W, C] -> [B, T, H, W, C] (k = frames_per_segment).
 
-  Prepared videos store k TSN-sampled frames per segment (`aplt_jax.data.video`). With a key,
+  Prepared videos store k TSN-sampled frames per segment (`aplt_jax.data.video.decode`). With a key,
   each clip draws its own frame in each segment (temporal jitter, before the spatial
   augmentation); with `key=None`, the evaluation view, every segment gives frame `k // 2`.
   k = 1 returns `clips` itself (synthetic clips store exactly the frames the model sees).
