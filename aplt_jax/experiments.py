@@ -227,6 +227,9 @@ def main(argv):
 def run():
   """`aplt-experiments` and `python -m aplt_jax.experiments` (shipped grids found anywhere)."""
   import configs  # pylint: disable=g-import-not-at-top
+  main_module = sys.modules["__main__"]
+  if main_module is not sys.modules[__name__]:  # a console script: --help shows this module's
+    main_module.__doc__ = f"{__doc__}\n{FLAGS.module_help(__name__)}"
   sys.argv = configs.with_shipped_paths(sys.argv)
   flags.mark_flags_as_required(["grid", "out"])
   app.run(main)
