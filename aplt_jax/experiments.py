@@ -117,6 +117,19 @@ def parse_shard(text: str) -> tuple[int, int]:
   return i, n
 
 
+def _is_shard(text: str) -> bool:
+  try:
+    parse_shard(text)
+  except ValueError:
+    return False
+  return True
+
+
+flags.register_validator("shard", _is_shard, message=(
+    "--shard must be i/n with 0 <= i < n, e.g. --shard=0/2 and --shard=1/2 on two machines "
+    "sharing --out."))
+
+
 def shard_of(all_cells: list[Cell], shard: tuple[int, int]) -> list[Cell]:
   """Cell k of the grid belongs to shard k mod n."""
   i, n = shard
