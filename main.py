@@ -2,8 +2,13 @@
 
 Override any knob with `--config.<key>=<value>`; pick a method preset with
 `--config=configs/demo.py:fixmatch`. Rerunning the same command resumes from the last checkpoint.
-On several hosts (a Cloud TPU pod, a SLURM job) add `--distributed`.
+On several hosts (a Cloud TPU pod, a SLURM job) add `--distributed`. Installed, the same is
+`aplt-train`, from any directory. `--list` prints the configs, presets, methods and grids.
+
+Example:
+  python main.py --config=configs/demo.py:fixmatch --workdir=runs/fm --config.seed=1
 """
+import os
 import sys
 
 from absl import app
@@ -21,6 +26,12 @@ flags.DEFINE_bool("distributed", False,
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
 flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
+flags.DEFINE_string("compilation_cache", None,
+                    "JAX's persistent compilation cache (a rerun skips compiling); default "
+                    "$APLT_CACHE_DIR, else $XDG_CACHE_HOME/aplt_jax/jax, else "
+                    "~/.cache/aplt_jax/jax. 'none' turns it off.")
+flags.DEFINE_bool("list", False, "Print the configs with their presets, the methods and the "
+                  "grids, then exit.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -43,6 +54,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   import jax  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO.
+  cache = compilation_cache_dir(FLAGS.compilation_cache)
+  if cache:
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   if FLAGS.distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
@@ -55,5 +70,27 @@ def main(argv):
     sys.exit(status)
 
 
-if __name__ == "__main__":
+def compilation_cache_dir(flag: str | None) -> str | None:
+  """The persistent compilation cache folder: the flag, $APLT_CACHE_DIR, or the user cache."""
+  if flag is None:
+    flag = os.environ.get("APLT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aplt_jax", "jax")
+  return None if flag.lower() in ("", "none") else os.path.expanduser(flag)
+
+
+def run():
+  """`aplt-train` and `python main.py`: --list, shipped configs found from any directory."""
+  import configs  # pylint: disable=g-import-not-at-top
+  if any(a in ("--list", "-list", "--list=true") for a in sys.argv[1:]):
+    print(configs.catalog())
+    return
+  # --help prints the docstring and the catalog (and, from the console script, the flags).
+  main_module = sys.modules["__main__"]
+  flag_help = "" if main_module is sys.modules[__name__] else FLAGS.module_help(__name__)
+  main_module.__doc__ = f"{__doc__}\n{configs.catalog()}\n{flag_help}"
+  sys.argv = configs.with_shipped_paths(sys.argv)
   app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()

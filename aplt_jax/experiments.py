@@ -9,6 +9,10 @@ finished cells (a `final.json`) are skipped, an interrupted one resumes from its
 rerunning the command continues the grid. At the end (and with `--report_only`) it writes
 `results.csv`, `results.md` and the figures (`aplt_jax/experiment_report.py`).
 
+Over machines: `--shard=i/n` runs cell k of the grid when k mod n = i, so n runners (one per
+machine, all with the same `--out` on a shared disk) split it without touching each other's
+workdirs; once all have finished, `--report_only` writes the tables from every shard's runs.
+
 For a given seed every method gets the same labeled subset and the same initial parameters
 (both derive from `config.seed`), so each seed is one paired comparison.
 """
@@ -37,6 +41,8 @@ flags.DEFINE_enum("eval_split", None, ["val", "test"],
                   "Score every cell on this split: val for choosing defaults and variants, test "
                   "for the reported tables (default: the grid's own, normally test). Use a "
                   "separate --out for each.")
+flags.DEFINE_string("shard", "0/1", "i/n: run only cells k with k mod n = i (n machines, one "
+                    "shared --out; then --report_only once all are done).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,31 +106,108 @@ def apply_overrides(config, overrides) -> Any:
   return config
 
 
-def run_grid(grid: dict, out: str, only: list[str] | None = None,
-             eval_split: str | None = None) -> list[dict]:
-  """Runs every unfinished cell in-process; a failing cell is recorded and the grid goes on.
+def parse_shard(text: str) -> tuple[int, int]:
+  """'i/n' -> (i, n), with 0 <= i < n."""
+  try:
+    i, n = (int(v) for v in text.split("/"))
+  except ValueError:
+    i, n = -1, 0
+  if not 0 <= i < n:
+    raise ValueError(f"--shard={text!r}: expected i/n with 0 <= i < n, e.g. --shard=0/2 and "
+                     "--shard=1/2 on two machines sharing --out.")
+  return i, n
 
-  `eval_split` ('val' / 'test') overrides every cell's `data.eval_split`.
-  """
+
+def _is_shard(text: str) -> bool:
+  try:
+    parse_shard(text)
+  except ValueError:
+    return False
+  return True
+
+
+flags.register_validator("shard", _is_shard, message=(
+    "--shard must be i/n with 0 <= i < n, e.g. --shard=0/2 and --shard=1/2 on two machines "
+    "sharing --out."))
+
+
+def shard_of(all_cells: list[Cell], shard: tuple[int, int]) -> list[Cell]:
+  """Cell k of the grid belongs to shard k mod n."""
+  i, n = shard
+  return [c for k, c in enumerate(all_cells) if k % n == i]
+
+
+def _final(out: str, cell: Cell) -> dict | None:
+  path = os.path.join(out, cell.name, "final.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def minutes_left(out: str, all_cells: list[Cell], todo: list[Cell]) -> float | None:
+  """Minutes the unfinished `todo` cells should take: each at the mean run time (final.json's
+  `seconds`) of finished cells of its method anywhere in the grid (any shard), else of all
+  finished cells; None before any cell has finished."""
+  seconds: dict[str, list[float]] = {}
+  for c in all_cells:
+    final = _final(out, c)
+    if final is not None:
+      seconds.setdefault(c.method, []).append(final["seconds"])
+  if not seconds:
+    return None
+  overall = sum(map(sum, seconds.values())) / sum(map(len, seconds.values()))
+  per_method = {m: sum(v) / len(v) for m, v in seconds.items()}
+  return sum(per_method.get(c.method, overall) for c in todo
+             if _final(out, c) is None) / 60
+
+
+def write_hparams(config, all_cells: list[Cell], cell: Cell, workdir: str,
+                  final: dict) -> None:
+  """The cell's hyperparameters (every key any cell of the grid overrides, so all sessions
+  share one set of columns) and final numbers, for TensorBoard's HParams dashboard."""
+  from aplt_jax import metric_writer  # pylint: disable=g-import-not-at-top
+  keys = sorted({k for c in all_cells for k, _ in c.overrides} - {"method", "seed"})
+  hparams = {"budget": cell.budget, "method": cell.method, "seed": cell.seed}
+  for key in keys:
+    node = config
+    for part in key.split("."):
+      node = node[part]
+    hparams[key] = node
+  metrics = {f"hparams/{k}": final[tag][name] for k, tag, name in (
+      ("top1_ema", "ema", "top1"), ("top1", "raw", "top1"),
+      ("mean_class_acc", "ema", "mean_class_acc"), ("macro_f1", "ema", "macro_f1"))}
+  metric_writer.write_hparams(workdir, hparams, metrics)
+
+
+def run_grid(grid: dict, out: str, only: list[str] | None = None,
+             shard: tuple[int, int] = (0, 1), eval_split: str | None = None) -> list[dict]:
+  """Runs every unfinished cell of this shard in-process; a failing cell is recorded and the
+  grid goes on. Failures go to `failures.json` (`failures.shard<i>of<n>.json` with shards).
+  `eval_split` ('val' / 'test') overrides every cell's `data.eval_split`."""
   from aplt_jax import train  # pylint: disable=g-import-not-at-top
-  todo = [c for c in cells(grid) if not only or any(s in c.name for s in only)]
+  all_cells = cells(grid)
+  todo = [c for c in shard_of(all_cells, shard) if not only or any(s in c.name for s in only)]
   failures = []
   t0 = time.time()
   for i, cell in enumerate(todo):
     workdir = os.path.join(out, cell.name)
     if os.path.exists(os.path.join(workdir, "final.json")):
       continue
-    print(f"[{i + 1}/{len(todo)}] {cell.name} ({(time.time() - t0) / 60:.1f} min so far)",
-          flush=True)
+    left = minutes_left(out, all_cells, todo[i:])
+    print(f"[{i + 1}/{len(todo)}] {cell.name} ({(time.time() - t0) / 60:.1f} min so far" +
+          (f", about {left:.0f} min left)" if left is not None else ")"), flush=True)
     config = apply_overrides(grid["base"], cell.overrides + (
         (("data.eval_split", eval_split),) if eval_split else ()))
     try:
-      train.train_and_evaluate(config, workdir)
+      final = train.train_and_evaluate(config, workdir)
+      write_hparams(config, all_cells, cell, workdir, final)
     except Exception as e:  # pylint: disable=broad-except
       failures.append({"cell": cell.name, "error": f"{type(e).__name__}: {e}"})
       print(f"  FAILED: {type(e).__name__}: {e}", flush=True)
       logging.error(traceback.format_exc())
-  path = os.path.join(out, "failures.json")
+  name = "failures.json" if shard == (0, 1) else f"failures.shard{shard[0]}of{shard[1]}.json"
+  path = os.path.join(out, name)
   if failures:
     with open(path, "w") as f:
       json.dump(failures, f, indent=1)
@@ -149,12 +232,32 @@ def _main():
   os.makedirs(FLAGS.out, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", os.path.join(FLAGS.out, ".jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  failures = [] if FLAGS.report_only else run_grid(grid, FLAGS.out, FLAGS.only, FLAGS.eval_split)
-  experiment_report.write_report(grid, cells(grid), FLAGS.out, grid.get("class_names"))
+  shard = parse_shard(FLAGS.shard)
+  failures = [] if FLAGS.report_only else run_grid(grid, FLAGS.out, FLAGS.only, shard,
+                                                    FLAGS.eval_split)
+  if shard != (0, 1) and not FLAGS.report_only:  # the other shards may still be running
+    print(f"Shard {FLAGS.shard} done" + (f"; {len(failures)} runs failed" if failures else "") +
+          ". Once every shard is done: the same command with --report_only (no --shard).")
+    return
+  all_cells = cells(grid)
+  experiment_report.write_report(grid, all_cells, FLAGS.out, grid.get("class_names"))
+  unfinished = [c.name for c in all_cells if _final(FLAGS.out, c) is None]
   print(f"Wrote {os.path.join(FLAGS.out, 'results.md')}" +
-        (f"; {len(failures)} runs failed (failures.json)" if failures else ""))
+        (f"; {len(failures)} runs failed (failures*.json)" if failures else "") +
+        (f"; {len(unfinished)} of {len(all_cells)} runs not finished (e.g. {unfinished[0]})"
+         if unfinished else ""))
+
+
+def run():
+  """`aplt-experiments` and `python -m aplt_jax.experiments` (shipped grids found anywhere)."""
+  import configs  # pylint: disable=g-import-not-at-top
+  main_module = sys.modules["__main__"]
+  if main_module is not sys.modules[__name__]:  # a console script: --help shows this module's
+    main_module.__doc__ = f"{__doc__}\n{FLAGS.module_help(__name__)}"
+  sys.argv = configs.with_shipped_paths(sys.argv)
+  flags.mark_flags_as_required(["grid", "out"])
+  app.run(main)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["grid", "out"])
-  app.run(main)
+  run()

@@ -2,10 +2,12 @@
 
 Each row is `{"step", "round", "phase", <name>: value, ...}`. The number of rows written is
 stored in every checkpoint; a resumed run first cuts the file back to that many rows, so the
-file of a killed-and-resumed run equals the file of an uninterrupted one.
+file of a killed-and-resumed run equals the file of an uninterrupted one. TensorBoard's events
+(WORKDIR/tensorboard/) are rewritten from the kept rows, so they have no duplicate points either.
 """
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -38,7 +40,12 @@ class MetricWriter:
     self.rows = len(lines)
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      logdir = os.path.join(workdir, "tensorboard")
+      for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+        os.remove(path)  # a resume replays the kept rows: no point twice, none left over
+      self._tb = SummaryWriter(logdir)
+      for line in lines:
+        self._mirror(json.loads(line))
 
   def write(self, step: int, round_: int, phase: str, scalars: dict[str, Any]) -> dict:
     row = {"step": int(step), "round": int(round_), "phase": phase,
@@ -46,12 +53,15 @@ class MetricWriter:
     if self.enabled:
       with open(self.path, "a") as f:
         f.write(json.dumps(row) + "\n")
-      if self._tb is not None:
-        for k, v in row.items():
-          if k not in ("step", "round", "phase") and v is not None:
-            self._tb.add_scalar(k, v, step)
+      self._mirror(row)
     self.rows += 1
     return row
+
+  def _mirror(self, row: dict) -> None:
+    if self._tb is not None:
+      for k, v in row.items():
+        if k not in ("step", "round", "phase") and v is not None:
+          self._tb.add_scalar(k, v, row["step"])
 
   def flush(self) -> None:
     if self._tb is not None:
@@ -66,3 +76,24 @@ def read_rows(workdir: str) -> list[dict]:
   """All rows of WORKDIR/metrics.jsonl."""
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def write_hparams(workdir: str, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+  """WORKDIR/tensorboard/hparams/: one session of TensorBoard's HParams dashboard.
+
+  `hparams` values are bool, int, float or str (others are written as str); `metrics` are the
+  final numbers (names distinct from the training scalars, e.g. `hparams/top1_ema`).
+  """
+  if jax.process_index() != 0:
+    return
+  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  from tensorboardX.summary import hparams as hparams_summary  # pylint: disable=g-import-not-at-top
+  clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+  logdir = os.path.join(workdir, "tensorboard", "hparams")
+  for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    os.remove(path)  # written once per finished run; a rewrite replaces it
+  with SummaryWriter(logdir) as w:
+    for summary in hparams_summary(clean, metrics):
+      w.file_writer.add_summary(summary)
+    for k, v in metrics.items():
+      w.add_scalar(k, v, 0)

@@ -2,8 +2,11 @@
 import csv
 import json
 
+import pytest
+
 from aplt_jax import experiment_report
 from aplt_jax import experiments
+from test_metric_writer import read_events
 
 GRID = '''
 from tiny import tiny_config
@@ -15,7 +18,7 @@ def get_grid():
 '''
 
 
-def test_tiny_grid_writes_tables_and_figures(tmp_path, data_dir):
+def test_tiny_grid_on_two_shards_writes_tables_figures_and_hparams(tmp_path, data_dir):
   path = tmp_path / "grid.py"
   path.write_text(GRID.format(data_dir=str(data_dir)))
   grid = experiments.load_grid(str(path))
@@ -23,9 +26,16 @@ def test_tiny_grid_writes_tables_and_figures(tmp_path, data_dir):
   assert [c.name for c in cells] == ["25pct/fixmatch/seed0", "25pct/aplt/seed0",
                                      "25pct/aplt-sync/seed0"]
   out = tmp_path / "out"
-  assert experiments.run_grid(grid, str(out), only=["fixmatch", "aplt/"]) == []
-  records = experiment_report.write_report(grid, cells, str(out))
-  assert {r["method"] for r in records} == {"fixmatch", "aplt"}
+  # Two machines on one --out: shard 0 has cells 0 and 2 (2 filtered out), shard 1 cell 1.
+  assert experiments.run_grid(grid, str(out), only=["fixmatch", "aplt/"], shard=(0, 2)) == []
+  assert (out / "25pct/fixmatch/seed0/final.json").exists()
+  assert not (out / "25pct/aplt/seed0").exists()
+  assert experiments.run_grid(grid, str(out), only=["fixmatch", "aplt/"], shard=(1, 2)) == []
+  experiments.FLAGS(["experiments", f"--grid={path}", f"--out={out}", "--report_only"])
+  try:
+    experiments.main([])  # merges both shards' runs
+  finally:
+    experiments.FLAGS.unparse_flags()
   with open(out / "results.csv") as f:
     rows = list(csv.DictReader(f))
   assert [r["method"] for r in rows] == ["fixmatch", "aplt"]
@@ -34,6 +44,20 @@ def test_tiny_grid_writes_tables_and_figures(tmp_path, data_dir):
   assert "| aplt |" in md and "| fixmatch |" in md and "/1 won)" in md
   for fig in ("pseudo_labels.png", "per_class.png", "embedding.png"):
     assert (out / fig).stat().st_size > 1000, fig
+  # TensorBoard's HParams session per run, with the columns every cell shares.
+  events = read_events(out / "25pct/aplt/seed0/tensorboard/hparams")
+  start = [v for e in events for v in e.summary.value
+           if v.tag == "_hparams_/session_start_info"]
+  assert len(start) == 1
+  from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=g-import-not-at-top
+  hp = plugin_hparams_pb2.HParamsPluginData.FromString(
+      start[0].metadata.plugin_data.content).session_start_info.hparams
+  assert set(hp) == {"budget", "method", "seed", "data.labeled_ratio", "aplt.sync"}
+  assert hp["method"].string_value == "aplt" and hp["aplt.sync"].bool_value is False
+  final = json.loads((out / "25pct/aplt/seed0/final.json").read_text())
+  top1 = {v.tag: v.simple_value for e in events for v in e.summary.value
+          if v.HasField("simple_value")}["hparams/top1_ema"]
+  assert top1 == pytest.approx(final["ema"]["top1"], abs=1e-6)
   # Finished cells are skipped: a rerun trains nothing and changes no result.
   before = (out / "25pct/aplt/seed0/final.json").read_text()
   assert experiments.run_grid(grid, str(out), only=["aplt/"]) == []
@@ -53,3 +77,25 @@ def test_eval_split_scores_the_grid_on_validation(tmp_path, data_dir):
   assert sum(map(sum, final["ema"]["confusion"])) == 12  # the 12 validation clips, not 24 test
   config = json.loads((out / "25pct/aplt/seed0/config.json").read_text())
   assert config["data"]["eval_split"] == "val"
+
+
+def test_cell_k_runs_on_shard_k_mod_n():
+  cells = [experiments.Cell("b", f"m{k}", 0, ()) for k in range(7)]
+  shards = [experiments.shard_of(cells, (i, 3)) for i in range(3)]
+  assert [[c.method for c in s] for s in shards] == [
+      ["m0", "m3", "m6"], ["m1", "m4"], ["m2", "m5"]]
+  assert experiments.parse_shard("1/3") == (1, 3)
+  for bad in ("3/3", "-1/2", "1", "a/b", "0/0"):
+    with pytest.raises(ValueError, match="expected i/n"):
+      experiments.parse_shard(bad)
+
+
+def test_minutes_left_uses_finished_cells_of_the_same_method(tmp_path):
+  cells = [experiments.Cell("b", m, s, ()) for m in ("slow", "fast", "new") for s in range(3)]
+  for name, seconds in (("b/slow/seed0", 600), ("b/slow/seed1", 1200), ("b/fast/seed0", 60)):
+    (tmp_path / name).mkdir(parents=True)
+    (tmp_path / name / "final.json").write_text(json.dumps({"seconds": seconds}))
+  assert experiments.minutes_left(str(tmp_path), cells[:0], cells) is None
+  # Left: slow/seed2 (15 min), fast/seed1-2 (1 min each), new/* (the mean of all: 620 s each).
+  assert experiments.minutes_left(str(tmp_path), cells, cells) == pytest.approx(15 + 2 + 31)
+  assert experiments.minutes_left(str(tmp_path), cells, cells[6:]) == pytest.approx(31)

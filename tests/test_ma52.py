@@ -44,6 +44,9 @@ def test_protocol_metrics_on_known_predictions():
   assert m["body_macro_f1"] == pytest.approx((1 + 1 + 0 + 2 / 3) / 7)
   assert m["f1_mean"] == pytest.approx(np.mean([m["action_macro_f1"], m["action_micro_f1"],
                                                 m["body_macro_f1"], m["body_micro_f1"]]))
+  body = np.zeros((7, 7), int)
+  body[0, 0] = body[1, 1] = body[2, 3] = body[3, 3] = 1  # true part (row) -> predicted part
+  np.testing.assert_array_equal(m["body_confusion"], body)
 
 
 def test_submission_csv(tmp_path):

@@ -26,7 +26,7 @@ def runs(tmp_path_factory, data_dir):
 def test_run_writes_every_output(runs):
   workdir, final = runs[1]
   for name in ("config.json", "split.json", "metrics.jsonl", "final.json", "accuracy.png",
-               "pseudo_labels.png", "offline/round_001.npz", "offline/round_002.npz"):
+               "pseudo_labels.png", "confusion.png", "per_class.png", "offline/round_001.npz", "offline/round_002.npz"):
     assert (workdir / name).exists(), name
   assert any((workdir / "tensorboard").iterdir())
   rows = metric_writer.read_rows(str(workdir))

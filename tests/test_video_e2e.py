@@ -102,7 +102,7 @@ def test_run_reports_the_ma52_protocol(run):
   for tag in ("raw", "ema"):
     proto = final[tag]["protocol"]
     assert set(proto) == {"action_top1", "action_top5", "body_top1", "action_macro_f1",
-                          "action_micro_f1", "body_macro_f1", "body_micro_f1", "f1_mean"}
+                          "action_micro_f1", "body_macro_f1", "body_micro_f1", "f1_mean", "body_confusion"}
     assert proto["action_top1"] == final[tag]["top1"]
     assert 0 <= proto["action_top1"] <= proto["body_top1"] <= 1
     assert np.asarray(final[tag]["confusion"]).sum() == 52

@@ -24,6 +24,9 @@ def get_grid():
           "prob": {"aplt.select": "prob"},
           "q_grow": {"aplt.threshold_q_final": 1.0},
           "ensemble": {"eval.head": "ensemble"},
+          # Pairs with the margin score (the single knob that raised kept accuracy in round 1).
+          "margin_head": {"aplt.select": "margin", "aplt.head_weight": 1.0},
+          "margin_rampup": {"aplt.select": "margin", "aplt.rampup_steps": 80},
       },
       ablation_budgets=["2/class", "8/class"],
   )

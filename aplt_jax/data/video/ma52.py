@@ -49,4 +49,5 @@ def protocol_metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
   f1 = {"action_macro_f1": action["macro_f1"], "action_micro_f1": action["micro_f1"],
         "body_macro_f1": body["macro_f1"], "body_micro_f1": body["micro_f1"]}
   return {"action_top1": action["top1"], "action_top5": action["top5"],
-          "body_top1": body["top1"], **f1, "f1_mean": float(np.mean(list(f1.values())))}
+          "body_top1": body["top1"], **f1, "f1_mean": float(np.mean(list(f1.values()))),
+          "body_confusion": body["confusion"]}  # [7, 7] counts, rows = true body part
