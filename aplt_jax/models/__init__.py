@@ -23,7 +23,7 @@ BackboneFactory = Callable[..., nn.Module]
 
 _BACKBONES: dict[str, BackboneFactory] = {}
 
-_DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16")  # model.dtype values
 
 
 def register(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
@@ -43,8 +43,8 @@ def names() -> list[str]:
 
 def parse_dtype(dtype: Any) -> Any:
   """'float32' / 'bfloat16' / 'float16' (config strings) or a dtype -> a numpy dtype."""
-  if isinstance(dtype, str) and dtype not in _DTYPES:
-    raise ValueError(f"unknown dtype {dtype!r}; expected one of {list(_DTYPES)}")
+  if isinstance(dtype, str) and dtype not in DTYPES:
+    raise ValueError(f"unknown dtype {dtype!r}; expected one of {list(DTYPES)}")
   return jnp.dtype(dtype)
 
 
