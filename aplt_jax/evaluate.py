@@ -82,9 +82,10 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray,
   recall = _safe_div(tp, support)
   f1 = _safe_div(2 * tp, 2 * tp + fp + fn)
   if not present.all():
-    warnings.warn(f"Classes {np.flatnonzero(~present).tolist()} have no sample in the evaluated "
-                  f"labels ({labels.size} samples): macro_f1 counts their F1 as 0, which lowers it; "
-                  "mean_class_acc averages over the present classes only.", stacklevel=2)
+    warnings.warn(f"Classes {np.flatnonzero(~present).tolist()} have no sample in the "
+                  f"evaluated labels ({labels.size} samples): macro_f1 counts their F1 as 0, "
+                  "which lowers it; mean_class_acc averages over the present classes only.",
+                  stacklevel=2)
   micro_f1 = float(_safe_div(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()))
 
   return {

@@ -130,7 +130,8 @@ def data_fingerprint(data_cfg, dataset) -> dict:
     h.update(np.asarray(labels, np.int64).tobytes())
   stats = []
   for source in (dataset.train, dataset.eval):
-    for i in [] if not len(source) else np.unique(np.linspace(0, len(source) - 1, _SAMPLES).astype(int)):
+    picks = np.linspace(0, len(source) - 1, _SAMPLES).astype(int) if len(source) else []
+    for i in np.unique(picks):
       x = np.asarray(source[int(i)][dataset.input_key], np.float64)
       stats.append([round(float(x.mean()), 6), round(float(x.std()), 6)])
   return {"name": data_cfg.name,
