@@ -382,3 +382,22 @@ def test_a_finished_run_refuses_other_data(finished, tmp_path, monkeypatch):
   with pytest.raises(DataError, match=f"{workdir} holds a run on other data than this config"):
     train.train_and_evaluate(config, str(workdir), jax.devices()[:1])
   assert json.loads((workdir / "final.json").read_text())["ema"] == final["ema"]
+
+
+# ---- the end of a round is committed before its offline phase ---------------------------------
+
+
+@pytest.mark.slow
+def test_the_rounds_last_checkpoint_is_committed_before_the_offline_phase(data_dir, tmp_path,
+                                                                          monkeypatch):
+  """A run killed during an offline phase resumes from the end of the round before it (the
+  write of that checkpoint is asynchronous; the phase starts only once it has committed)."""
+  seen, real = [], train.Run.offline_phase
+
+  def offline_phase(self, state, r, step):
+    seen.append((r, step, 10 * step in committed_checkpoints(tmp_path)))
+    return real(self, state, r, step)
+
+  monkeypatch.setattr(train.Run, "offline_phase", offline_phase)
+  train.train_and_evaluate(tiny_config(data_dir), str(tmp_path), jax.devices()[:1])
+  assert seen == [(1, 2, True), (2, 6, True)]  # warm-up end, round 1's end
