@@ -53,6 +53,22 @@ def check_config(config) -> None:
            f"data.num_classes={c.data.num_classes}: classification needs at least 2 classes.")
   _require(c.batch_size > 0 and c.uratio >= 1,
            f"batch_size={c.batch_size} must be positive and uratio={c.uratio} at least 1.")
+  _require(c.seed >= 0 and (c.data.split_seed is None or c.data.split_seed >= 0),
+           f"seed={c.seed} / data.split_seed={c.data.split_seed}: seeds must be integers >= 0 "
+           "(they seed NumPy's generators and JAX's keys).")
+  _require(c.steps_per_round == -1 or c.steps_per_round >= 1,
+           f"steps_per_round={c.steps_per_round}: use -1 (one pass over the unlabeled set per "
+           "round) or a number of online steps >= 1.")
+  _require(0.0 <= c.ema_decay < 1.0,
+           f"ema_decay={c.ema_decay} must be in [0, 1): the EMA is decay * ema + (1 - decay) * "
+           "params (0 copies the parameters; 1 or more would never follow them).")
+  _require(c.keep_checkpoints >= 1,
+           f"keep_checkpoints={c.keep_checkpoints} would keep no checkpoint, so a killed run "
+           "could not resume; keep at least 1 (default 2).")
+  _require(not c.data.data_dir or not os.path.exists(c.data.data_dir)
+           or os.path.isdir(c.data.data_dir),
+           f"data.data_dir={c.data.data_dir!r} is a file; it must be a folder (where prepared "
+           "datasets are written), or '' for ~/tensorflow_datasets.")
   _require(c.total_steps > 0 and 0 <= c.warmup_steps <= c.total_steps,
            f"Need total_steps > 0 and 0 <= warmup_steps <= total_steps (got "
            f"total_steps={c.total_steps}, warmup_steps={c.warmup_steps}).")
@@ -77,6 +93,13 @@ def check_config(config) -> None:
            f"eval.head={c.eval.head!r}: choose 'linear', 'proto' or 'ensemble'.")
   _require(c.model.name in models.names(),
            f"model.name={c.model.name!r} is unknown; choose one of {models.names()}.")
+  dtypes = models.DTYPES
+  _require(c.model.dtype in dtypes,
+           f"model.dtype={c.model.dtype!r} is not a supported compute dtype; choose one of "
+           f"{list(dtypes)} (bfloat16 on accelerators; the weights stay float32).")
+  modes = ("rgb", "diff", "rgb_diff")
+  _require("input_mode" not in models.kwargs_from_config(c.model) or c.model.input_mode in modes,
+           f"model.input_mode={c.model.input_mode!r} is unknown; choose one of {list(modes)}.")
   _require(not c.model.pretrained or (
       os.path.isfile(c.model.pretrained)
       and c.model.pretrained.endswith((".pth", ".pt", ".safetensors"))),
@@ -123,6 +146,14 @@ def _flatten(d: dict, prefix: str = "") -> dict:
   return out
 
 
+def _is_json(path: str) -> bool:
+  try:
+    workdir_lib.read_json(path)
+    return True
+  except ConfigError:
+    return False
+
+
 def write_or_compare_config(config, workdir: str, holds_run: bool = True) -> None:
   """Writes WORKDIR/config.json, or refuses when the workdir holds a different run's config.
 
@@ -132,9 +163,15 @@ def write_or_compare_config(config, workdir: str, holds_run: bool = True) -> Non
   """
   path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json_best_effort())
+  for name in ("config.json", "split.json"):  # split.json is read later, by data.split
+    file = os.path.join(workdir, name)
+    if os.path.exists(file) and holds_run:
+      workdir_lib.read_json(file, fix=f"It belongs to the run in {workdir}; restore it, or "
+                                      "use a new --workdir.")
+    elif os.path.exists(file) and not _is_json(file):
+      os.remove(file)  # no progress to protect: rewritten (config) or redrawn (split)
   if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
+    saved = workdir_lib.read_json(path)
     a, b = _flatten(saved), _flatten(current)
     diff = sorted(k for k in set(a) | set(b) if k not in RESUME_FREE and a.get(k) != b.get(k))
     if diff and not holds_run:

@@ -1,6 +1,7 @@
 """Classification metrics on the host (numpy), as plain Python values for JSON."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,8 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray,
     dict of plain Python values:
       top1, top5: fractions; top5 uses k = min(5, C).
       mean_class_acc: mean recall over the classes present in `labels` (balanced accuracy).
-      macro_f1: mean over all C classes of F1 (0 where undefined); micro_f1 likewise pooled.
+      macro_f1: mean over all C classes of F1 (0 where undefined: a class absent from `labels`
+        counts as 0, with a warning); micro_f1 likewise pooled.
       per_class_acc: [C] recall per class, None for classes absent from `labels`.
       confusion: [C, C] nested list of ints, rows = true labels.
   """
@@ -79,6 +81,11 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray,
   present = support > 0
   recall = _safe_div(tp, support)
   f1 = _safe_div(2 * tp, 2 * tp + fp + fn)
+  if not present.all():
+    warnings.warn(f"Classes {np.flatnonzero(~present).tolist()} have no sample in the "
+                  f"evaluated labels ({labels.size} samples): macro_f1 counts their F1 as 0, "
+                  "which lowers it; mean_class_acc averages over the present classes only.",
+                  stacklevel=2)
   micro_f1 = float(_safe_div(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()))
 
   return {

@@ -4,6 +4,8 @@ Each row is `{"step", "round", "phase", <name>: value, ...}`. The number of rows
 stored in every checkpoint; a resumed run first cuts the file back to that many rows, so the
 file of a killed-and-resumed run equals the file of an uninterrupted one. TensorBoard's events
 (WORKDIR/tensorboard/) are rewritten from the kept rows, so they have no duplicate points either.
+A file shorter than that (deleted or cut by hand) cannot be rebuilt: the writer says how many
+rows are lost.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import glob
 import json
 import math
 import os
+import sys
 from typing import Any
 
 import jax
@@ -31,13 +34,18 @@ class MetricWriter:
     self._tb = None
     if not self.enabled:
       return
-    lines = []
-    if os.path.exists(self.path):
+    lines, existed = [], os.path.exists(self.path)
+    if existed:
       with open(self.path) as f:
         lines = f.read().splitlines()[:keep_rows]
     with open(self.path, "w") as f:
       f.write("".join(line + "\n" for line in lines))
     self.rows = len(lines)
+    if self.rows < keep_rows:
+      state = "cut short" if existed else "missing"
+      print(f"warning: {self.path} is {state}: the checkpoint counts {keep_rows} rows written "
+            f"before it, {len(lines)} are left; the lost rows cannot be rebuilt (the run "
+            "continues and appends the new rows).", file=sys.stderr)
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       logdir = os.path.join(workdir, "tensorboard")

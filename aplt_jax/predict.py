@@ -54,25 +54,28 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise DataError(f"{path} does not exist: --workdir must be the folder of a training run "
                     "(python main.py --workdir=...).")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(workdir_lib.read_json(
+      path, DataError, "Restore it from a copy of the run (it holds the run's config)."))
 
 
 def _restore(workdir: str) -> tuple[dict, dict]:
-  """(state, prototypes) of the latest checkpoint, as saved (nested dicts of arrays)."""
+  """(state, prototypes) of the newest intact checkpoint, as saved (nested dicts of arrays)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from aplt_jax import checkpoint  # pylint: disable=g-import-not-at-top
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
   if not os.path.isdir(directory):
     raise DataError(f"No checkpoint in {directory}: train the run first.")
   manager = ocp.CheckpointManager(directory,
                                   options=ocp.CheckpointManagerOptions(read_only=True))
-  step = manager.latest_step()
-  if step is None:
-    raise DataError(f"No finished checkpoint in {directory}: train the run first.")
-  out = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(), prototypes=ocp.args.StandardRestore()))
+  args = ocp.args.Composite(state=ocp.args.StandardRestore(),
+                            prototypes=ocp.args.StandardRestore())
+  found = checkpoint.restore_newest_intact(manager, lambda step: manager.restore(step, args=args))
   manager.close()
-  return out["state"], out["prototypes"]
+  if found is None:
+    raise DataError(f"No finished checkpoint in {directory}: train the run first.")
+  for line in found[2]:
+    print(f"warning: {line}", file=sys.stderr)
+  return found[1]["state"], found[1]["prototypes"]
 
 
 def _class_names(workdir: str, config) -> list[str]:

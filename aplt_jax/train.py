@@ -86,6 +86,8 @@ class Run:
     config_check.check_against_mesh(c, self.mesh)  # before preparing any data
     self.dataset = data_lib.build(c.data)
     config_check.check_against_data(c, self.dataset, self.mesh)
+    workdir_lib.check_data(workdir, workdir_lib.data_fingerprint(c.data, self.dataset),
+                           write=jax.process_index() == 0)
     self.num_classes = self.dataset.num_classes
     labels = self.dataset.train_labels
     split_seed = c.seed if c.data.split_seed is None else c.data.split_seed
@@ -268,6 +270,8 @@ class Run:
     state, protos = self.init_state()
     restored = self.ckpt.restore(state, protos)
     rows = 0
+    for line in self.ckpt.skipped:
+      self.progress.say(line)
     if restored is not None:
       state, protos, meta = restored
       rows = meta["metrics_rows"]
@@ -294,6 +298,7 @@ class Run:
         continue
       if (len(self.unlabeled) and (r - 1) % c.aplt.offline_every == 0
           and int(protos.round) < r):
+        self.ckpt.wait()  # the round's last checkpoint commits before the (long) offline phase
         protos = self.offline_phase(state, r, step)
         self.save(state, protos, step, r, ckpt_lib.OFFLINE)
         if self.preempt.requested:
@@ -401,7 +406,6 @@ def train_and_evaluate(config, workdir: str, devices=None) -> dict:
   `preemption.Preempted` (a SystemExit with code 0).
   """
   config_check.check_config(config)
-  os.makedirs(workdir, exist_ok=True)
   with workdir_lib.lock(workdir, enabled=jax.process_index() == 0):
     config_check.write_or_compare_config(config, workdir, workdir_lib.holds_run(workdir))
     run = Run(config, workdir, devices)

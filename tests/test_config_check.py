@@ -35,12 +35,34 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
     ({"warmup_steps": 20}, "warmup_steps=20"),
     ({"aplt.threshold": "quantiles"}, "aplt.threshold='quantiles' is unknown"),
     ({"eval.head": "knn"}, "eval.head='knn'"),
+    ({"seed": -1}, "seed=-1 / data.split_seed=None: seeds must be integers >= 0"),
+    ({"data.split_seed": -2}, "data.split_seed=-2: seeds must be integers >= 0"),
+    ({"steps_per_round": 0}, "steps_per_round=0: use -1 (one pass over the unlabeled set"),
+    ({"ema_decay": 2.0}, "ema_decay=2.0 must be in [0, 1)"),
+    ({"ema_decay": -1.0}, "ema_decay=-1.0 must be in [0, 1)"),
+    ({"ema_decay": 1.0}, "ema_decay=1.0 must be in [0, 1)"),
+    ({"keep_checkpoints": 0}, "keep_checkpoints=0 would keep no checkpoint"),
+    ({"model.dtype": "float8"}, "model.dtype='float8' is not a supported compute dtype"),
+    ({"model.input_mode": "xyz"}, "model.input_mode='xyz' is unknown; choose one of ['rgb', "),
 ])
 def test_check_config_names_the_cause(overrides, cause, tmp_path):
   with pytest.raises(ConfigError) as info:
     config_check.check_config(tiny_config(tmp_path, **overrides))
   assert cause in str(info.value)
   assert "\n" not in str(info.value)  # one paragraph
+
+
+def test_the_edges_of_the_new_ranges_are_accepted(tmp_path):
+  for overrides in ({"steps_per_round": -1}, {"steps_per_round": 1}, {"ema_decay": 0.0},
+                    {"keep_checkpoints": 1}, {"seed": 0, "data.split_seed": 0},
+                    {"model.dtype": "bfloat16", "model.input_mode": "rgb_diff"}):
+    config_check.check_config(tiny_config(tmp_path, **overrides))
+
+
+def test_a_data_dir_that_is_a_file_is_refused(tmp_path):
+  (tmp_path / "tfds").write_text("not a folder")
+  with pytest.raises(ConfigError, match=r"data.data_dir='.*tfds' is a file; it must be a folder"):
+    config_check.check_config(tiny_config(tmp_path / "tfds"))
 
 
 @pytest.mark.parametrize("key, value", [("batch_size", 3), ("eval.batch_size", 7)])
@@ -117,6 +139,24 @@ def test_a_workdir_without_progress_takes_the_new_config_and_redraws_the_split(t
   assert not (tmp_path / "split.json").exists()
 
 
+@pytest.mark.parametrize("name", ["config.json", "split.json"])
+def test_a_truncated_workdir_file_is_named_once_the_run_holds_progress(name, tmp_path):
+  config = tiny_config(tmp_path)
+  config_check.write_or_compare_config(config, str(tmp_path), holds_run=False)
+  (tmp_path / "split.json").write_text('{"labeled": [1, 2]}')
+  (tmp_path / name).write_text((tmp_path / name).read_text()[:9])  # cut mid-file
+  with pytest.raises(ConfigError) as info:
+    config_check.write_or_compare_config(config, str(tmp_path), holds_run=True)
+  msg = str(info.value)
+  assert msg.startswith(f"{tmp_path / name} is not valid JSON (") and "\n" not in msg
+  assert "truncated or edited" in msg and "use a new --workdir" in msg
+  # Without progress there is nothing to protect: the file is rewritten (config) or dropped
+  # (split, redrawn later).
+  config_check.write_or_compare_config(config, str(tmp_path), holds_run=False)
+  assert json.loads((tmp_path / "config.json").read_text())["seed"] == 0
+  assert (tmp_path / "split.json").exists() == (name == "config.json")
+
+
 # ---- the command line -------------------------------------------------------------------------
 
 
@@ -143,6 +183,20 @@ def test_command_line_mistakes_are_one_paragraph_without_traceback(flag, cause, 
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
   assert cause in lines[0]
+
+
+@pytest.mark.parametrize("flag, cause", [
+    ("--config.seed=-1", "error: seed=-1 / data.split_seed=None: seeds must be integers >= 0"),
+    ("--config.model.dtype=float8", "error: model.dtype='float8' is not a supported"),
+    ("--config.model.input_mode=xyz", "error: model.input_mode='xyz' is unknown"),
+])
+def test_bad_values_stop_main_before_any_data_is_prepared(flag, cause, tmp_path):
+  proc = run_main("--config=configs/demo.py", f"--workdir={tmp_path / 'w'}", flag,
+                  f"--config.data.data_dir={tmp_path / 'tfds'}")
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith(cause), proc.stderr
+  assert not (tmp_path / "tfds").exists() and not (tmp_path / "w").exists()
 
 
 def test_a_config_file_that_does_not_load_is_named(tmp_path):

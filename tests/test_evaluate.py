@@ -10,6 +10,9 @@ from sklearn import metrics as skm
 
 from aplt_jax import evaluate
 
+# Several cases leave a class out on purpose; the warning itself is tested below.
+pytestmark = pytest.mark.filterwarnings("ignore:Classes .* have no sample:UserWarning")
+
 
 def test_hand_computed_small_case():
   # labels 0,0,1,2 predicted 0,1,1,1 (one-hot scores); class 3 never occurs.
@@ -89,3 +92,14 @@ def test_ties_go_to_the_lower_index_and_bad_inputs_raise():
     evaluate.classification_metrics(np.zeros((3, 4)), np.zeros(2, int), 4)
   with pytest.raises(ValueError, match="zero samples"):
     evaluate.classification_metrics(np.zeros((0, 4)), np.zeros(0, int), 4)
+
+
+def test_a_class_missing_from_the_labels_is_warned_about_for_macro_f1():
+  scores = np.eye(3)[[0, 1, 0, 1]]  # perfect on classes 0 and 1; class 2 has no sample
+  with pytest.warns(UserWarning, match=r"Classes \[2\] have no sample in the evaluated labels "
+                                       r"\(4 samples\): macro_f1 counts their F1 as 0"):
+    m = evaluate.classification_metrics(scores, np.array([0, 1, 0, 1]), 3)
+  assert m["macro_f1"] == pytest.approx(2 / 3) and m["mean_class_acc"] == 1.0
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # every class present: no warning
+    evaluate.classification_metrics(np.eye(3), np.arange(3), 3)

@@ -2,8 +2,10 @@
 
 The kill-and-resume matrix (subprocesses) is tests/fault/test_kill_resume.py.
 """
+import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from aplt_jax import metric_writer
 from aplt_jax import preemption
 from aplt_jax import train
 from aplt_jax import workdir as workdir_lib
-from aplt_jax.errors import ConfigError
+from aplt_jax.errors import ConfigError, DataError
 from tiny import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -203,3 +205,200 @@ def test_skipped_counts_come_from_a_preparation_report(monkeypatch):
     name = "fake"
 
   assert data_lib.build(Cfg()).skipped == {"train/corrupt": 2, "train/truncated": 1}
+
+
+# ---- the workdir: a folder of the run's own files ---------------------------------------------
+
+
+def test_a_workdir_that_is_a_file_or_under_a_file_is_refused(tmp_path, data_dir):
+  (tmp_path / "notes.txt").write_text("mine")
+  for workdir, cause in ((tmp_path / "notes.txt", "is a file; give a folder"),
+                         (tmp_path / "notes.txt" / "run", "cannot be written (Not a directory")):
+    with pytest.raises(ConfigError, match=f"--workdir={workdir} {cause}".replace("(", r"\(")):
+      train.train_and_evaluate(tiny_config(data_dir), str(workdir))
+  assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_workdir_that_cannot_be_written_is_refused(tmp_path, data_dir):
+  (tmp_path / "ro").mkdir(mode=0o555)
+  with pytest.raises(ConfigError, match=r"cannot be written \(Permission denied"):
+    train.train_and_evaluate(tiny_config(data_dir), str(tmp_path / "ro" / "run"))
+
+
+def test_a_folder_of_the_users_own_files_is_refused_and_left_untouched(tmp_path, data_dir):
+  mine = {"config.json": '{"mine": 1}', "metrics.jsonl": "x\n", "split.json": "[]"}
+  for name, text in mine.items():
+    (tmp_path / name).write_text(text)
+  with pytest.raises(ConfigError) as info:
+    train.train_and_evaluate(tiny_config(data_dir), str(tmp_path))
+  assert (f"--workdir={tmp_path} is a folder of other files (config.json, metrics.jsonl, "
+          "split.json) and not an aplt_jax workdir") in str(info.value)
+  assert {p.name: p.read_text() for p in tmp_path.iterdir()} == mine
+
+
+# ---- the data a run started on ----------------------------------------------------------------
+
+
+def fake_dataset(labels, scale=1.0):
+  records = [{"video": np.full((2, 3), scale * (i % 5), np.float32)} for i in range(len(labels))]
+  return types.SimpleNamespace(train=records, eval=records[:4], train_labels=np.asarray(labels),
+                               eval_labels=np.asarray(labels[:4]), num_classes=3,
+                               class_names=["a", "b", "c"], input_key="video")
+
+
+def test_a_resume_on_other_data_is_refused_naming_both_fingerprints(tmp_path):
+  cfg = tiny_config("/data/a", **{"data.name": "npz", "data.manual_dir": "/data/a.npz"}).data
+  labels = [0, 1, 2] * 4
+  first = workdir_lib.data_fingerprint(cfg, fake_dataset(labels))
+  workdir_lib.check_data(str(tmp_path), first)
+  assert json.loads((tmp_path / "data.json").read_text()) == first
+  (tmp_path / "checkpoints" / "20").mkdir(parents=True)  # the run holds progress
+  moved = tiny_config("/b", **{"data.name": "npz", "data.manual_dir": "/b/a.npz"}).data
+  workdir_lib.check_data(str(tmp_path), workdir_lib.data_fingerprint(moved, fake_dataset(labels)))
+  for other in (fake_dataset(labels[::-1]), fake_dataset(labels, scale=2.0)):  # same sizes
+    second = workdir_lib.data_fingerprint(moved, other)
+    with pytest.raises(DataError) as info:
+      workdir_lib.check_data(str(tmp_path), second)
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path} holds a run on other data than this config gives: it "
+                          "started on npz from /data/a.npz: 12 train / 4 eval samples, 3 classes, "
+                          f"labels sha1 {first['labels_sha1'][:12]}, sample mean/std ")
+    assert (f"this run's data is npz from /b/a.npz: 12 train / 4 eval samples, 3 classes, labels "
+            f"sha1 {second['labels_sha1'][:12]}") in msg and "\n" not in msg
+  assert json.loads((tmp_path / "data.json").read_text()) == first
+  # Without progress the workdir takes the new data, and the old split (its indices) is redrawn.
+  (tmp_path / "checkpoints" / "20").rmdir()
+  (tmp_path / "split.json").write_text("{}")
+  workdir_lib.check_data(str(tmp_path), second)
+  assert json.loads((tmp_path / "data.json").read_text()) == second
+  assert not (tmp_path / "split.json").exists()
+
+
+# ---- a finished run, damaged afterwards -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data_dir):
+  """A finished SHORT supervised run (checkpoints 20 and 40) and its config."""
+  workdir = tmp_path_factory.mktemp("finished")
+  config = tiny_config(data_dir, "supervised", **SHORT)
+  final = train.train_and_evaluate(config, str(workdir), jax.devices()[:1])
+  return workdir, config, final
+
+
+def damage(workdir, ckpt_id: int, how: str) -> None:
+  folder = pathlib.Path(workdir) / "checkpoints" / str(ckpt_id) / "state"
+  if how == "emptied _METADATA":
+    (folder / "_METADATA").write_text("")
+  else:  # the largest array file, cut to 100 bytes
+    biggest = max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    os.truncate(biggest, 100)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how, why", [
+    ("emptied _METADATA", "40/state/_METADATA is empty."),
+    ("truncated file", "ValueError: OUT_OF_RANGE: Error reading"),
+])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_intact_older_one(how, why, finished,
+                                                                        tmp_path, capsys):
+  source, config, final = finished
+  workdir = tmp_path / "run"
+  shutil.copytree(source, workdir)
+  (workdir / "final.json").unlink()
+  damage(workdir, 40, how)
+  again = train.train_and_evaluate(config, str(workdir), jax.devices()[:1])
+  out = capsys.readouterr().out
+  assert f"Skipped the damaged checkpoint {workdir / 'checkpoints' / '40'} (step 4): " in out
+  assert why in out and out.index(why) < out.index("Resuming from step 2 (round 0)")
+  assert again["ema"] == final["ema"]  # steps 3 and 4 trained again, to the same numbers
+  assert committed_checkpoints(workdir) == [20, 40]
+  assert (workdir / "checkpoints" / "40.corrupt" / "state").is_dir()  # kept for inspection
+  untimed = lambda w: [{k: v for k, v in row.items() if k != "train/steps_per_sec"}
+                       for row in metric_writer.read_rows(str(w))]
+  assert untimed(workdir) == untimed(source)
+
+
+@pytest.mark.slow
+def test_when_no_checkpoint_restores_each_is_named_in_one_paragraph(finished, tmp_path):
+  source, config, _ = finished
+  workdir = tmp_path / "run"
+  shutil.copytree(source, workdir)
+  damage(workdir, 40, "truncated file")
+  damage(workdir, 20, "emptied _METADATA")
+  with pytest.raises(DataError) as info:
+    train.train_and_evaluate(config, str(workdir), jax.devices()[:1])
+  msg = str(info.value)
+  ckpts = workdir / "checkpoints"
+  assert msg.startswith(f"No checkpoint in {ckpts} restores: Skipped the damaged checkpoint "
+                        f"{ckpts / '40'} (step 4): ValueError: OUT_OF_RANGE")
+  assert f"Skipped the damaged checkpoint {ckpts / '20'} (step 2): {ckpts / '20'}/state/" \
+         "_METADATA is empty." in msg and "\n" not in msg
+
+
+@pytest.mark.slow
+def test_predict_restores_the_newest_intact_checkpoint(finished, tmp_path, capsys):
+  from aplt_jax import predict  # pylint: disable=g-import-not-at-top
+  source, _, _ = finished
+  workdir = tmp_path / "run"
+  shutil.copytree(source, workdir)
+  assert int(predict._restore(str(workdir))[0]["step"]) == 4  # pylint: disable=protected-access
+  damage(workdir, 40, "emptied _METADATA")
+  state, _ = predict._restore(str(workdir))  # pylint: disable=protected-access
+  assert int(state["step"]) == 2
+  assert (f"warning: Skipped the damaged checkpoint {workdir / 'checkpoints' / '40'} (step 4): "
+          f"{workdir / 'checkpoints' / '40'}/state/_METADATA is empty.") in capsys.readouterr().err
+  (workdir / "config.json").write_text('{"method": "sup')
+  with pytest.raises(DataError, match=f"{workdir / 'config.json'} is not valid JSON"):
+    predict.read_config(str(workdir))
+
+
+@pytest.mark.slow
+def test_a_deleted_metrics_file_on_resume_is_reported(finished, tmp_path, capsys):
+  source, config, _ = finished
+  workdir = tmp_path / "run"
+  shutil.copytree(source, workdir)
+  rows = len(metric_writer.read_rows(str(workdir)))
+  (workdir / "metrics.jsonl").unlink()
+  train.train_and_evaluate(config, str(workdir), jax.devices()[:1])
+  assert (f"warning: {workdir / 'metrics.jsonl'} is missing: the checkpoint counts {rows} rows "
+          "written before it, 0 are left; the lost rows cannot be rebuilt") \
+      in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_finished_run_refuses_other_data(finished, tmp_path, monkeypatch):
+  source, config, final = finished
+  workdir = tmp_path / "run"
+  shutil.copytree(source, workdir)
+  real_build = data_lib.build
+
+  def relabeled(data_cfg):  # the same sizes and classes, other labels
+    dataset = real_build(data_cfg)
+    dataset.train_labels = np.roll(dataset.train_labels, 1)
+    return dataset
+
+  monkeypatch.setattr(data_lib, "build", relabeled)
+  with pytest.raises(DataError, match=f"{workdir} holds a run on other data than this config"):
+    train.train_and_evaluate(config, str(workdir), jax.devices()[:1])
+  assert json.loads((workdir / "final.json").read_text())["ema"] == final["ema"]
+
+
+# ---- the end of a round is committed before its offline phase ---------------------------------
+
+
+@pytest.mark.slow
+def test_the_rounds_last_checkpoint_is_committed_before_the_offline_phase(data_dir, tmp_path,
+                                                                          monkeypatch):
+  """A run killed during an offline phase resumes from the end of the round before it (the
+  write of that checkpoint is asynchronous; the phase starts only once it has committed)."""
+  seen, real = [], train.Run.offline_phase
+
+  def offline_phase(self, state, r, step):
+    seen.append((r, step, 10 * step in committed_checkpoints(tmp_path)))
+    return real(self, state, r, step)
+
+  monkeypatch.setattr(train.Run, "offline_phase", offline_phase)
+  train.train_and_evaluate(tiny_config(data_dir), str(tmp_path), jax.devices()[:1])
+  assert seen == [(1, 2, True), (2, 6, True)]  # warm-up end, round 1's end

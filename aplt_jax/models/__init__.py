@@ -24,7 +24,7 @@ BackboneFactory = Callable[..., nn.Module]
 
 _BACKBONES: Registry[BackboneFactory] = Registry("model")
 
-_DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16")  # model.dtype values
 
 
 register = _BACKBONES.register  # decorator: a backbone factory (function or Module class)
@@ -33,8 +33,8 @@ names = _BACKBONES.names  # registered backbone names, sorted
 
 def parse_dtype(dtype: Any) -> Any:
   """'float32' / 'bfloat16' / 'float16' (config strings) or a dtype -> a numpy dtype."""
-  if isinstance(dtype, str) and dtype not in _DTYPES:
-    raise ValueError(f"unknown dtype {dtype!r}; expected one of {list(_DTYPES)}")
+  if isinstance(dtype, str) and dtype not in DTYPES:
+    raise ValueError(f"unknown dtype {dtype!r}; expected one of {list(DTYPES)}")
   return jnp.dtype(dtype)
 
 

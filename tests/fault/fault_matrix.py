@@ -43,7 +43,7 @@ CHAIN = (
     ("checkpoint:3", KILLED, None),  # checkpoint 3 half-written: checkpoint 2 stays the latest
     ("online:4:TERM", PREEMPTED, 2),  # graceful stop: checkpoint at step 4, exit code 0
     ("online:5", KILLED, 4),  # mid round 1
-    ("offline:2", KILLED, 4),  # in round 2's offline phase
+    ("offline:2", KILLED, 4),  # in round 2's offline phase, after checkpoint 6 committed
     ("online:8", KILLED, 6),  # mid round 2, after a resumed offline phase
     ("checkpoint:9", KILLED, 6),  # checkpoint 9 half-written
     ("", DONE, 6),
