@@ -4,9 +4,9 @@
 `python -m aplt_jax.prepare --dataset=ma52` would (the same builder, features, metadata and
 ArrayRecord files under `data_dir/ma52/<config>`), but with generated clips instead of decoded
 videos, so the trainer opens it with `data.name=ma52, data.data_dir=data_dir` and no download or
-video decoding. A clip is a smooth random texture drifting a few pixels per frame plus 1-2 levels
-of noise: ArrayRecord's compression then stores it at about a third of its size, as for real
-decoded video (moving white noise would not compress at all).
+video decoding. A clip is a smooth random texture drifting a few pixels per frame plus noise of
+about one level; the noise leaves it all but incompressible (stored at full size: the largest
+volume to read and decompress, so a pessimistic case for the input pipeline).
 """
 from __future__ import annotations
 
