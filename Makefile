@@ -37,7 +37,8 @@ test: $(VENV)/.installed
 
 # The Flax ResNet against torchvision itself, and the stored golden logits against today's torch.
 test-torch: $(VENV)/.installed-torch
-	APLT_REQUIRE_TORCH=1 $(PY) -m pytest -p no:xdist tests/test_pretrained_torch.py
+	APLT_REQUIRE_TORCH=1 $(PY) -m pytest -p no:xdist tests/test_pretrained_torch.py \
+	    tests/test_pretrained_mmaction2.py
 
 # Every run's scalars (and the grids' hyperparameters) under $(LOGDIR), at http://localhost:6006.
 tensorboard: $(VENV)/.installed-tensorboard

@@ -20,7 +20,7 @@ from aplt_jax.errors import ConfigError
 
 # Keys that may differ between a run and its resumption (they do not change results).
 RESUME_FREE = ("progress", "data.data_dir", "data.manual_dir", "data.read_threads",
-               "data.prefetch", "keep_checkpoints")
+               "data.prefetch", "data.read_workers", "keep_checkpoints")
 
 
 def _require(cond: bool, msg: str) -> None:

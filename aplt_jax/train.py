@@ -135,7 +135,7 @@ class Run:
             self.dataset.train, self.dataset.input_key, self.labeled, self.unlabeled, labels,
             batch_size=c.batch_size, unlabeled_batch=c.uratio * c.batch_size if use_unl else 0,
             seed=c.seed, rows=(rows, urows), read_threads=c.data.read_threads,
-            prefetch=c.data.prefetch)
+            prefetch=c.data.prefetch, read_workers=c.data.read_workers)
         for use_unl in {False, self.method.uses_unlabeled}}
 
   # -- state ------------------------------------------------------------------------------------

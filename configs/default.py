@@ -32,6 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.val_fraction = 0.0
   c.data.read_threads = 4  # Grain read threads for the training input pipeline.
   c.data.prefetch = 4  # Batches prefetched ahead of the train step.
+  c.data.read_workers = 0  # Grain worker processes for training batches (0: threads only).
   # The built-in synthetic micro-action dataset (DESIGN 4.1).
   c.data.synthetic = ml_collections.ConfigDict()
   c.data.synthetic.num_train = 1200

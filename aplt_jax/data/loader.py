@@ -35,7 +35,14 @@ class Stream:
 
 
 def _read(source, indices: Sequence[int], key: str) -> np.ndarray:
-  return np.stack([np.asarray(source[int(i)][key]) for i in indices])
+  """[n, ...] `key` of records `indices`, in order: one batched read when the source has
+  `__getitems__` (ArrayRecord then reads the records in parallel, outside the GIL)."""
+  indices = [int(i) for i in indices]
+  if hasattr(source, "__getitems__"):
+    records = source.__getitems__(indices)
+  else:
+    records = [source[i] for i in indices]
+  return np.stack([np.asarray(r[key]) for r in records])
 
 
 class TrainBatches:
@@ -44,11 +51,16 @@ class TrainBatches:
   Yields `(step, batch)` with the layout `aplt_jax.steps` documents; `batch['unlabeled']` is
   absent when `unlabeled_batch` is 0 (supervised warm-up and the supervised baseline). `rows`
   are this process's (labeled, unlabeled) rows of each global batch.
+
+  `read_workers` > 0 assembles batches in that many Grain worker processes (each with
+  `read_threads` threads and `prefetch` batches in flight), past the one core that the GIL
+  lets threads use; steps still come out in order, each a pure function of its index.
   """
 
   def __init__(self, source, input_key: str, labeled: np.ndarray, unlabeled: np.ndarray,
                train_labels: np.ndarray, *, batch_size: int, unlabeled_batch: int, seed: int,
-               rows: tuple[slice, slice], read_threads: int = 4, prefetch: int = 4):
+               rows: tuple[slice, slice], read_threads: int = 4, prefetch: int = 4,
+               read_workers: int = 0):
     self.source, self.key = source, input_key
     self.rows, self.urows = rows
     self.labels = np.asarray(train_labels)
@@ -57,6 +69,7 @@ class TrainBatches:
     self.uidx_of = np.full(len(self.labels), -1, np.int64)
     self.uidx_of[np.asarray(unlabeled, np.int64)] = np.arange(len(unlabeled))
     self.options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch)
+    self.workers = read_workers
 
   def batch(self, step: int) -> dict[str, Any]:
     li = self.lab.indices(step)[self.rows]
@@ -73,7 +86,10 @@ class TrainBatches:
     if start >= stop:
       return iter(())
     ds = grain.MapDataset.range(start, stop).map(lambda s: (s, self.batch(s)))
-    return iter(ds.to_iter_dataset(self.options))
+    ds = ds.to_iter_dataset(self.options)
+    if self.workers:
+      ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.workers))
+    return iter(ds)
 
 
 def fixed_batches(source, input_key: str, indices: np.ndarray, batch_size: int, rows: slice,

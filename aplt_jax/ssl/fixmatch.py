@@ -63,5 +63,6 @@ def build_supervised_proto(ssl_cfg: Any) -> ssl.SSLMethod:
   del ssl_cfg
   return ssl.SSLMethod(
       name="supervised_proto", uses_unlabeled=False, uses_prototypes=True,
-      init_state=ssl.trivial_state, pseudo_label=ssl._supervised_pseudo_label,  # pylint: disable=protected-access
+      init_state=ssl.trivial_state,
+      pseudo_label=ssl._supervised_pseudo_label,  # pylint: disable=protected-access
       extra_loss=ssl.no_extra_loss)

@@ -14,13 +14,19 @@ def get_grid():
   base = demo.get_config("aplt")
   base.progress = False
   base.eval.write_features = True
+  base.data.synthetic.num_val = 600  # For --eval_split=val (choosing); never trained on.
   return dict(
       name="synthetic",
       base=base,
-      methods=["supervised", "fixmatch", "flexmatch", "freematch", "softmatch", "aplt"],
+      methods=["supervised", "fixmatch", "flexmatch", "freematch", "softmatch", "aplt",
+               # Attribution control (DESIGN 2): APLT's labeled losses only, label-only prototypes.
+               "supervised_proto"],
       budgets={"10%": {"data.labeled_ratio": 0.1}, "50%": {"data.labeled_ratio": 0.5}},
       seeds=[0, 1, 2],
       ablations={
+          # Attribution controls: APLT without its unlabeled (beta) or labeled (alpha) prototype loss.
+          "beta0": {"aplt.beta": 0.0},
+          "alpha0": {"aplt.alpha": 0.0},
           "no_threshold": {"aplt.threshold": "none"},
           "no_labeled_views": {"aplt.labeled_views": 0},
           "no_margin": {"aplt.margin": 0.0},

@@ -17,7 +17,9 @@ def get_grid():
   return dict(
       name="watch",
       base=base,
-      methods=["supervised", "fixmatch", "flexmatch", "freematch", "softmatch", "aplt"],
+      methods=["supervised", "fixmatch", "flexmatch", "freematch", "softmatch", "aplt",
+               # Attribution control (DESIGN 2): APLT's labeled losses only, label-only prototypes.
+               "supervised_proto"],
       budgets={
           "2/class": {"data.labels_per_class": 2, "data.labeled_ratio": None},
           "8/class": {"data.labels_per_class": 8, "data.labeled_ratio": None},
@@ -28,6 +30,9 @@ def get_grid():
       # DESIGN §2's ablations, ready for the diagnosis step; add budgets (e.g. ["2/class"]) to
       # `ablation_budgets` to run them (5 seeds x 6 ablations = 30 more runs per budget).
       ablations={
+          # Attribution controls: APLT without its unlabeled (beta) or labeled (alpha) prototype loss.
+          "beta0": {"aplt.beta": 0.0},
+          "alpha0": {"aplt.alpha": 0.0},
           "no_threshold": {"aplt.threshold": "none"},
           "no_labeled_views": {"aplt.labeled_views": 0},
           "no_margin": {"aplt.margin": 0.0},

@@ -454,8 +454,9 @@ READER_DEFAULTS = {
     "npz": ReaderDefaults("npz"),
     "npy_folder": ReaderDefaults("npy-folder"),
     "watch": ReaderDefaults("watch", window=readers.WATCH_WINDOW, stride=readers.WATCH_STRIDE,
-                      test_subjects=readers.WATCH_TEST_SUBJECTS,
-                            val_subjects=readers.WATCH_VAL_SUBJECTS, default_path=readers.watch_path),
+                            test_subjects=readers.WATCH_TEST_SUBJECTS,
+                            val_subjects=readers.WATCH_VAL_SUBJECTS,
+                            default_path=readers.watch_path),
 }
 
 
