@@ -16,6 +16,7 @@ to drop torch from a training machine:
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from typing import Any, Mapping
 
@@ -61,7 +62,13 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
         "(`pip install -r requirements-torch.txt`) or convert the file once where torch is "
         f"installed: python -m aplt_jax.models.pretrained --input={path} "
         f"--output={os.path.splitext(path)[0]}.safetensors") from None
-  obj = torch.load(path, map_location="cpu", weights_only=True)
+  try:  # weights_only: tensors and plain containers only, never code from the file
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+  except pickle.UnpicklingError:  # torch's message suggests weights_only=False: not passed on
+    raise ConfigError(f"{path} holds pickled Python objects besides tensors, which are never "
+                      "loaded because unpickling a file can run code; save a plain state_dict "
+                      "(torch.save(model.state_dict(), path)) or use a .safetensors "
+                      "file.") from None
   for key in ("state_dict", "model"):  # training checkpoints wrap the state_dict
     if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
       obj = obj[key]
