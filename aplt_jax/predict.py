@@ -181,18 +181,32 @@ class Predictor:
     return results, problems
 
 
-def video_files(path: str) -> list[str]:
-  """`path` itself, or the video files (by extension) in the folder `path`, sorted."""
+def video_files(path: str) -> tuple[list[str], list[Problem]]:
+  """`path` itself, or the video files (by extension) in the folder `path`, sorted; and the
+  folder's other entries (subfolders, other files; not dot-names), reported as not read."""
   if os.path.isdir(path):
-    files = sorted(os.path.join(path, f) for f in os.listdir(path)
-                   if f.lower().endswith(decode.VIDEO_EXTENSIONS)
-                   and os.path.isfile(os.path.join(path, f)))
+    files, problems = [], []
+    for name in sorted(os.listdir(path)):
+      full = os.path.join(path, name)
+      if name.startswith("."):
+        continue
+      if os.path.isdir(full):
+        problems.append(Problem("predict", full, "nested_folder",
+                                "a subfolder: only the files of --video's folder are read"))
+      elif not (os.path.isfile(full) and name.lower().endswith(decode.VIDEO_EXTENSIONS)):
+        problems.append(Problem("predict", full, "unsupported_file",
+                                f"not a video file ({', '.join(decode.VIDEO_EXTENSIONS)})"))
+      else:
+        files.append(full)
     if not files:
-      raise DataError(f"No video files ({', '.join(decode.VIDEO_EXTENSIONS)}) in {path}.")
-    return files
+      folders = [os.path.basename(p.vid) for p in problems if p.reason == "nested_folder"]
+      raise DataError(f"No video files ({', '.join(decode.VIDEO_EXTENSIONS)}) in {path}"
+                      + (f"; its subfolders {folders[:5]} are not searched" if folders else "")
+                      + ".")
+    return files, problems
   if not os.path.isfile(path):
     raise DataError(f"--video={path} is neither a video file nor a folder.")
-  return [path]
+  return [path], []
 
 
 def format_prediction(p: Prediction) -> str:
@@ -215,9 +229,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args) -> int:
-  files = video_files(args.video)
+  files, not_read = video_files(args.video)
   predictor = Predictor.from_workdir(args.workdir, use_ema=not args.raw)
   results, problems = predictor.predict_files(files)
+  problems = not_read + problems
   for p in results:
     print(format_prediction(p))
   for p in problems:

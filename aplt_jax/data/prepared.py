@@ -125,9 +125,10 @@ def prepare(builder: tfds.core.DatasetBuilder,
 
   Cheap when prepared (one directory check). Safe to interrupt: TFDS writes into a sibling
   `incomplete.*` directory and renames it to the versioned directory only after every split
-  and the dataset info are written (an exception removes the temporary directory; a killed
-  process leaves it behind, unused). Concurrent calls on one machine serialise on a lock file
-  beside the config directory; the second finds the data prepared and returns.
+  and the dataset info are written (an exception removes the temporary directory; one that a
+  killed process left behind is removed by the next preparation). Concurrent calls on one
+  machine serialise on a lock file beside the config directory; the second finds the data
+  prepared and returns.
   """
   if is_prepared(builder):
     return reopen(builder)
@@ -136,12 +137,24 @@ def prepare(builder: tfds.core.DatasetBuilder,
                       ".lock")
   with files.flock(lock):  # one preparation per machine at a time
     if not is_prepared(builder):  # else another process finished while we waited
+      _remove_incomplete(builder)
       logging.info("Preparing %s into %s", builder.info.full_name, builder.data_dir)
       start = time.perf_counter()
       builder.download_and_prepare(file_format=FILE_FORMAT, download_config=download_config)
       logging.info("Prepared %s in %.1f s", builder.info.full_name,
                    time.perf_counter() - start)
   return reopen(builder)
+
+
+def _remove_incomplete(builder: tfds.core.DatasetBuilder) -> None:
+  """Deletes the `incomplete.*` folders that a killed preparation of `builder` left behind.
+
+  Called under the preparation lock, so none of them belongs to a live preparation.
+  """
+  for stale in builder.data_path.parent.glob("incomplete.*"):
+    if stale.is_dir():
+      logging.info("Removing %s, left by an interrupted preparation", stale)
+      stale.rmtree(missing_ok=True)
 
 
 def reopen(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:

@@ -23,6 +23,7 @@ to drop torch from a training machine:
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from typing import Any, Mapping
 
@@ -82,15 +83,16 @@ def _read_torch(path: str, trust_pickle: bool) -> dict[str, np.ndarray]:
         "(`pip install -r requirements-torch.txt`) or convert the file once where torch is "
         f"installed: python -m aplt_jax.models.pretrained --input={path} "
         f"--output={os.path.splitext(path)[0]}.safetensors") from None
-  import pickle  # pylint: disable=g-import-not-at-top
-  try:
+  try:  # weights_only: tensors and plain containers only, never code from the file
     obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-  except pickle.UnpicklingError as e:
+  except pickle.UnpicklingError:  # torch's message suggests weights_only=False: not passed on
     raise ConfigError(
-        f"{path} pickles objects other than tensors (a training checkpoint's optimizer or "
-        "logger state), which are not loaded unless trusted. If you trust the file, convert it "
-        f"once: python -m aplt_jax.models.pretrained --input={path} "
-        f"--output={os.path.splitext(path)[0]}.safetensors --trust_pickle") from e
+        f"{path} holds pickled Python objects besides tensors (e.g. a training checkpoint's "
+        "optimizer or logger state), which are never loaded by default because unpickling a "
+        "file can run code. Save a plain state_dict (torch.save(model.state_dict(), path)), use "
+        "a .safetensors file, or, for a file you made or fully trust, convert it once: python -m "
+        f"aplt_jax.models.pretrained --input={path} "
+        f"--output={os.path.splitext(path)[0]}.safetensors --trust_pickle") from None
   for key in ("state_dict", "model"):  # training checkpoints wrap the state_dict
     if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
       obj = obj[key]

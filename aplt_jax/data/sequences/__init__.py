@@ -155,7 +155,8 @@ def _train_test(rec: Recordings, *, test_subjects: tuple[int, ...] = (),
   test set, everyone else trains); when subjects are known, a seeded draw of
   `round(test_fraction * #subjects)` test subjects (at least one, and one left to train on);
   else, per class, a seeded draw of `round(test_fraction * n_c)` test recordings (one left to
-  train on). Subject-based splits never put a subject on both sides.
+  train on). Subject-based splits never put a subject on both sides, so subjects must be known
+  for every recording or for none (`_check_subjects`).
   """
   n = len(rec.y)
   subject = np.asarray(rec.subject)
@@ -165,6 +166,7 @@ def _train_test(rec: Recordings, *, test_subjects: tuple[int, ...] = (),
       raise DataError(f"{rec.source!r} carries its own split, and data.sequence.test_subjects="
                       f"{tuple(test_subjects)} asks for another; drop one of them.")
     return np.asarray(rec.split, str)
+  _check_subjects(rec)
   if test_subjects:
     if not known.all():
       raise DataError(f"data.sequence.test_subjects={tuple(test_subjects)} needs a subject for "
@@ -187,6 +189,23 @@ def _train_test(rec: Recordings, *, test_subjects: tuple[int, ...] = (),
     return np.where(np.isin(subject, rng.choice(ids, size=k, replace=False)), "test", "train")
   # The [seed, 11] salt, not video class folders' seed 0: another would re-draw prepared copies.
   return np.where(split_lib.hold_out(rec.y, test_fraction, rng), "test", "train").astype("<U5")
+
+
+def _check_subjects(rec: Recordings) -> None:
+  """Subjects are known for every recording or for none; a partial list is refused.
+
+  Splitting only the known subjects would let each unknown one land on both sides of
+  train / test, so its recordings could be tested on after being trained on.
+  """
+  unknown = np.flatnonzero(np.asarray(rec.subject) < 0)
+  if 0 < len(unknown) < len(rec.subject):
+    rows = unknown[:10].tolist()
+    raise DataError(
+        f"{rec.source!r}: {len(unknown)} of {len(rec.subject)} sequences have a negative "
+        f"(unknown) subject id, e.g. rows {rows} (subjects "
+        f"{np.asarray(rec.subject)[rows].tolist()}). A subject split needs every subject, or one "
+        "subject could land on both train and test; give those rows their subject ids (>= 0), "
+        "drop the subject array to split by recording, or give a split array.")
 
 
 def window_starts(length: int, window: int, stride: int) -> np.ndarray:
@@ -303,14 +322,29 @@ _ABBREV = {"kind": "k", "fingerprint": "src", "num_classes": "c", "window": "win
 
 
 def fingerprint(path: str) -> str:
-  """12 hex digits from the relative names, sizes and mtimes of `path` (a file or a tree)."""
+  """12 hex digits from the relative names, sizes and mtimes of `path` (a file or a tree).
+
+  Symbolic links are followed (an edit inside a linked class folder prepares anew); names
+  starting with a dot are skipped, as the readers skip them.
+  """
   entries = []
   if os.path.isdir(path):
-    for root, dirs, files in os.walk(path):
-      dirs.sort()
-      for name in sorted(files):
+    seen = set()  # real folders walked, so a link loop is walked once
+    for root, dirs, names in os.walk(path, followlinks=True):
+      real = os.path.realpath(root)
+      if real in seen:
+        dirs[:] = []
+        continue
+      seen.add(real)
+      dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+      for name in sorted(n for n in names if not n.startswith(".")):
         full = os.path.join(root, name)
-        st = os.stat(full)
+        try:
+          st = os.stat(full)
+        except OSError as e:
+          raise DataError(f"Cannot read {full!r} in the sequence source {path!r} "
+                          f"({'a link to a missing file' if os.path.islink(full) else e}); fix "
+                          "or remove it.") from None
         entries.append(f"{os.path.relpath(full, path)}:{st.st_size}:{st.st_mtime_ns}")
   elif os.path.isfile(path):
     st = os.stat(path)

@@ -8,9 +8,13 @@ Adding a source format: a reader registered here, its `READER_DEFAULTS` entry in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
+import io
 import os
 from typing import Callable
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -30,6 +34,12 @@ WATCH_STRIDE = 2 * WATCH_RATE_HZ
 WATCH_TEST_SUBJECTS = (8, 9, 10)
 WATCH_VAL_SUBJECTS = (7,)  # For choosing defaults and variants; never trained on.
 WATCH_CLASS_NAMES = ("PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW")
+# SHA-256 of `seglearn/data/watch_dataset.npy` in seglearn 1.2.5 (requirements.txt). The file is a
+# pickle, and unpickling runs code: only a file with exactly these bytes is ever unpickled.
+WATCH_SHA256 = "eb122f23cdf06ef6bd6c6c5312958ec5cf9d038e2e6d457b8081662c75a42537"
+
+# What numpy raises for a file it cannot read as plain arrays (zip errors for a cut-off .npz).
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 @dataclasses.dataclass
@@ -68,12 +78,7 @@ def read_npz(path: str) -> Recordings:
   if not os.path.isfile(path):
     raise DataError(f"Sequence file {path!r} does not exist; set data.manual_dir to an .npz "
                     f"holding arrays {NPZ_KEYS[:2]} (and optionally {NPZ_KEYS[2:]}).")
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      arrays = {k: f[k] for k in f.files}
-  except (ValueError, OSError, EOFError) as e:
-    raise DataError(f"Cannot read {path!r} as an .npz of plain arrays ({e}). Save it with "
-                    "numpy.savez(path, x=..., y=...); object arrays are not accepted.") from e
+  arrays = _load_npz(path)
   unknown = sorted(set(arrays) - set(NPZ_KEYS))
   missing = [k for k in ("x", "y") if k not in arrays]
   if unknown or missing:
@@ -98,6 +103,10 @@ def read_npz(path: str) -> Recordings:
       raise DataError(f"{path!r}: class_names must be a 1-D array of strings, got "
                       f"{names.dtype} {names.shape}.")
     class_names = tuple(str(s) for s in names)
+    repeated = sorted({c for c in class_names if class_names.count(c) > 1})
+    if repeated:
+      raise DataError(f"{path!r}: class_names lists {repeated} more than once; every class needs "
+                      "its own name (class k is class_names[k]).")
   subject = arrays.get("subject")
   return Recordings(
       x=list(x), y=_int_array(y, "y", path),
@@ -111,7 +120,8 @@ def read_npz(path: str) -> Recordings:
 def read_npy_folder(path: str) -> Recordings:
   """`path/<class>/<sample>.npy`, or `path/<split>/<class>/<sample>.npy` with split folders
   among train / val / test. Each file is one sequence `[T, C]` or `[T, J, D]`; classes are the
-  class folder names, sorted."""
+  class folder names, sorted. Names starting with a dot are skipped; a folder inside a class
+  folder is refused (its files would be silently unused)."""
   if not os.path.isdir(path):
     raise DataError(f"Sequence folder {path!r} does not exist; set data.manual_dir to a folder "
                     "laid out as <class>/<sample>.npy (or <split>/<class>/<sample>.npy).")
@@ -121,19 +131,25 @@ def read_npy_folder(path: str) -> Recordings:
   files = []  # (split, class, file)
   for split, root in roots:
     for cls in split_lib.subfolders(root):
-      for name in sorted(os.listdir(os.path.join(root, cls))):
+      folder = os.path.join(root, cls)
+      for name in sorted(os.listdir(folder)):
+        full = os.path.join(folder, name)
+        if name.startswith("."):  # .ipynb_checkpoints, editor files: never data
+          continue
+        if os.path.isdir(full):
+          raise DataError(f"{full!r} is a folder inside the class folder {folder!r}; files in it "
+                          "would not be read. Move its .npy files up into the class folder, or "
+                          "start its name with a dot to hide it.")
         if name.endswith(".npy"):
-          files.append((split, cls, os.path.join(root, cls, name)))
+          if not os.path.exists(full):
+            raise DataError(f"{full!r} is a symbolic link to {os.readlink(full)!r}, which does "
+                            "not exist; fix or remove the link.")
+          files.append((split, cls, full))
   if not files:
     raise DataError(f"No .npy files under {path!r}; expected <class>/<sample>.npy or "
                     f"<split>/<class>/<sample>.npy with split in {SPLITS}.")
   class_names = tuple(sorted({c for _, c, _ in files}))
-  x = []
-  for _, _, f in files:
-    try:
-      x.append(np.load(f, allow_pickle=False))
-    except (ValueError, OSError, EOFError) as e:
-      raise DataError(f"Cannot read {f!r} as a .npy array ({e}).") from e
+  x = [_load_npy(f) for _, _, f in files]
   return Recordings(
       x=x, y=np.array([class_names.index(c) for _, c, _ in files], np.int64),
       subject=np.full(len(files), -1, np.int64),
@@ -145,13 +161,15 @@ def watch_path() -> str:
   """`seglearn/data/watch_dataset.npy` inside the installed seglearn package.
 
   Found without importing seglearn: its package imports pandas, which this project does not
-  need (the file is a pickled dict of numpy arrays, read with numpy alone).
+  need (the file is a pickled dict of numpy arrays, read with numpy alone, and only when its
+  SHA-256 is `WATCH_SHA256`).
   """
   spec = importlib.util.find_spec("seglearn")
   if spec is None or not spec.submodule_search_locations:
     raise DataError("The watch dataset ships in the seglearn package, which is not installed: "
                     "pip install -r requirements.txt (it pins seglearn), or set "
-                    "data.manual_dir to a copy of seglearn/data/watch_dataset.npy.")
+                    "data.manual_dir to an unmodified copy of seglearn 1.2.5's "
+                    "seglearn/data/watch_dataset.npy.")
   return os.path.join(list(spec.submodule_search_locations)[0], "data", "watch_dataset.npy")
 
 
@@ -160,16 +178,58 @@ def read_watch(path: str) -> Recordings:
   """seglearn's `watch_dataset.npy`: recordings `[T_i, 6]` (ax, ay, az, wx, wy, wz) at 50 Hz."""
   if not os.path.isfile(path):
     raise DataError(f"The watch dataset file {path!r} does not exist.")
-  try:
-    d = np.load(path, allow_pickle=True).item()  # The package's own file, a pickled dict.
-    x, y, subject = d["X"], d["y"], d["subject"]
-  except (ValueError, OSError, EOFError, KeyError, AttributeError) as e:
-    raise DataError(f"{path!r} is not seglearn's watch dataset (a dict with X, y, subject): "
-                    f"{e}") from e
+  with open(path, "rb") as f:
+    raw = f.read()  # hashed and loaded from these bytes: the file cannot change in between
+  if hashlib.sha256(raw).hexdigest() != WATCH_SHA256:
+    raise DataError(f"{path!r} is not seglearn 1.2.5's watch_dataset.npy (its SHA-256 differs), "
+                    "so it is not loaded: that file is a pickle, and unpickling any other file "
+                    "could run code. Leave data.manual_dir empty to read the copy in the "
+                    "installed seglearn package; for other sensor data use data.name=npz or "
+                    "npy_folder.")
+  d = np.load(io.BytesIO(raw), allow_pickle=True).item()  # the checksum above pins the bytes
+  x, y, subject = d["X"], d["y"], d["subject"]
   return Recordings(x=[np.asarray(r) for r in x], y=_int_array(np.asarray(y), "y", path),
                     subject=_int_array(np.asarray(subject), "subject", path), split=None,
                     class_names=tuple(str(s) for s in d.get("y_labels", WATCH_CLASS_NAMES)),
                     source=path)
+
+
+def _unreadable(path: str, e: Exception, expected: str) -> DataError:
+  """One paragraph for a file numpy cannot read; numpy's own advice to unpickle is not passed on."""
+  if isinstance(e, ValueError) and "pickle" in str(e).lower():
+    cause = ("it holds pickled Python objects (object arrays), which are never loaded because "
+             "unpickling a file can run code")
+  elif isinstance(e, (zipfile.BadZipFile, zlib.error, EOFError)):
+    cause = f"it is truncated or corrupt ({type(e).__name__}: {e})"
+  else:
+    cause = f"{type(e).__name__}: {e}"
+  return DataError(f"Cannot read {path!r} as {expected}: {cause}. Save numeric and string arrays "
+                   "only, with numpy.save / numpy.savez.")
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+  """Every array of the `.npz` at `path`, without unpickling (DataError when unreadable)."""
+  with open(path, "rb") as f:
+    if f.read(6) == b"\x93NUMPY":
+      raise DataError(f"{path!r} is a single .npy array, not an .npz archive of named arrays; "
+                      "save it with numpy.savez(path, x=..., y=...).")
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      return {k: f[k] for k in f.files}
+  except _READ_ERRORS as e:
+    raise _unreadable(path, e, "an .npz of plain arrays") from None
+
+
+def _load_npy(path: str) -> np.ndarray:
+  """The array of the `.npy` at `path`, without unpickling (DataError when unreadable)."""
+  try:
+    a = np.load(path, allow_pickle=False)
+  except _READ_ERRORS as e:
+    raise _unreadable(path, e, "a .npy array") from None
+  if not isinstance(a, np.ndarray):
+    raise DataError(f"{path!r} is an .npz archive, not a .npy array; save one sequence per file "
+                    "with numpy.save.")
+  return a
 
 
 def _int_array(a: np.ndarray, key: str, path: str) -> np.ndarray:

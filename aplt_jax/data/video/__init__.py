@@ -148,6 +148,15 @@ class VideoClips(prepared.ArrayRecordBuilder, skip_registration=True):
       raise DataError(
           f"No usable video is left in split(s) {empty} of {self.name} from {manual_dir}, so "
           f"nothing can be prepared. Every skipped file and why is in {self.report_path}.")
+    trained = {e.label for e in usable.get("train", [])}
+    lacking = [n for c, n in enumerate(listing.class_names) if c not in trained]
+    # A class folder without a training clip is a class that cannot be learned; list-file
+    # layouts name their classes in label_name.txt and may prepare a subset of them.
+    if lacking and isinstance(layouts.get(self.LAYOUT), layouts.ClassFolderLayout):
+      raise DataError(
+          f"Classes {lacking} of {self.name} from {manual_dir} have no usable training video "
+          "(an empty class folder, or every video skipped); add videos or remove those classes. "
+          f"Every skipped file and why is in {self.report_path}.")
     self.info.metadata.update({
         "class_names": listing.class_names, "num_classes": len(listing.class_names),
         "videos": {s: [e.vid for e in entries] for s, entries in usable.items()},
@@ -209,6 +218,9 @@ def prepare_videos(dataset: str, manual_dir: str | os.PathLike, data_dir: str | 
   layout = layouts.get(dataset)
   if not os.path.isdir(manual_dir):
     raise DataError(f"--manual_dir={manual_dir} is not a folder. Expected "
+                    f"{layout.expected_files(manual_dir)}.")
+  if not [n for n in os.listdir(manual_dir) if not n.startswith(".")]:
+    raise DataError(f"--manual_dir={manual_dir} is empty. Expected "
                     f"{layout.expected_files(manual_dir)}.")
   builder = video_builder(dataset, params, data_dir)
   if prepared.is_prepared(builder):

@@ -22,6 +22,11 @@ import av
 import numpy as np
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+# FFmpeg guesses a file's format from its bytes, not its name: a playlist or concat list saved
+# as `.mp4` would be followed to other files. Only these containers (those of VIDEO_EXTENSIONS)
+# and the local-file protocol are allowed.
+_OPEN_OPTIONS = {"format_whitelist": "mov,mp4,m4a,3gp,3g2,mj2,avi,matroska,webm",
+                 "protocol_whitelist": "file"}
 
 # A file that decodes to fewer than this fraction of the frames its header declares is
 # truncated; above it, the few missing frames at the end are taken as the last decoded one
@@ -129,7 +134,7 @@ def decode_clip(path: str | os.PathLike, spec: ClipSpec, threads: int = 0,
   if os.path.getsize(path) == 0:
     raise VideoError("empty_file", REASONS["empty_file"])
   try:
-    container = av.open(path, metadata_errors="ignore")
+    container = av.open(path, metadata_errors="ignore", options=dict(_OPEN_OPTIONS))
   except (av.FFmpegError, UnicodeDecodeError) as e:
     raise VideoError("unreadable", f"cannot open: {e}") from None
   with container:

@@ -13,8 +13,10 @@ Layouts, by registry name (`LAYOUTS`):
   (`split.hold_out`).
 
 Listing checks every entry before any decoding: malformed lines, non-integer or out-of-range
-labels, missing files and duplicate entries become `Problem`s (reported and skipped, never
-silently dropped); `shards` adds the files that fail to decode.
+labels, missing files, duplicate entries, paths outside the manual dir or without a video
+extension (`check_video_path`, the one path rule of every layout), folders inside class folders
+and files beside them become `Problem`s (reported and skipped, never silently dropped); `shards`
+adds the files that fail to decode.
 """
 from __future__ import annotations
 
@@ -39,7 +41,10 @@ REASONS = {
     "missing_file": "the listed video file does not exist",
     "duplicate": "the same video is listed again in this split (the first entry is kept)",
     "in_other_split": "the same video file is also listed in an earlier split (kept there only)",
-    "unsupported_file": "a file in a class folder without a video extension",
+    "unsupported_file": "not a known video extension (playlists and other files are never read)",
+    "outside_manual_dir": "the path leads outside --manual_dir (absolute, or climbing with ..)",
+    "nested_folder": "a folder inside a class folder (its files are not read; move them up)",
+    "outside_class_folder": "a file beside the class folders rather than inside one",
     **decode.REASONS,
 }
 
@@ -69,6 +74,24 @@ class Listing:
   problems: list[Problem]
 
 
+def check_video_path(manual_dir: str, path: str) -> str | None:
+  """The path rule of every layout: None when `path` may be read, else the `REASONS` key why not.
+
+  `path` (absolute, or relative to `manual_dir`) must stay inside `manual_dir` once `..` is
+  resolved, so an absolute path or `../` in a list file never reads elsewhere; links placed
+  inside `manual_dir` are followed (whoever owns the folder put them there). It must end in a
+  known video extension (`decode.VIDEO_EXTENSIONS`): playlists (.m3u8) and concat lists, which
+  FFmpeg would follow to other files, are never opened.
+  """
+  root = os.path.abspath(manual_dir)
+  full = os.path.abspath(os.path.join(root, path))
+  if os.path.commonpath([root, full]) != root:
+    return "outside_manual_dir"
+  if not full.lower().endswith(decode.VIDEO_EXTENSIONS):
+    return "unsupported_file"
+  return None
+
+
 def list_file(manual_dir: str, split: str) -> str:
   return os.path.join(manual_dir, f"{split}_list_videos.txt")
 
@@ -94,7 +117,7 @@ def read_label_names(path: str) -> list[str]:
 
 
 def parse_list(lines: Iterable[str], split: str, video_dirs: list[str] | None, num_classes: int,
-               source: str = "list") -> tuple[list[Entry], list[Problem]]:
+               source: str = "list", manual_dir: str = ".") -> tuple[list[Entry], list[Problem]]:
   """Checks the `path label` lines of one split's list file.
 
   Args:
@@ -104,6 +127,7 @@ def parse_list(lines: Iterable[str], split: str, video_dirs: list[str] | None, n
       lines only (entries then keep the relative path, duplicates are found by name).
     num_classes: C; labels must lie in [0, C).
     source: the list file's name, for problem locations.
+    manual_dir: the folder no listed path may leave (`check_video_path`); `video_dirs` lie in it.
 
   Returns:
     (usable entries in file order, problems). Blank lines are ignored.
@@ -127,6 +151,10 @@ def parse_list(lines: Iterable[str], split: str, video_dirs: list[str] | None, n
     if not 0 <= label < num_classes:
       problems.append(Problem(split, vid, "label_out_of_range",
                               f"{where}: label {label} not in [0, {num_classes})"))
+      continue
+    refused = check_video_path(manual_dir, vid)
+    if refused:
+      problems.append(Problem(split, vid, refused, f"{where}: {REASONS[refused]}"))
       continue
     path = vid
     if video_dirs is not None:
@@ -182,7 +210,7 @@ class ListFileLayout:
         continue
       with open(path, encoding="utf-8") as f:
         ok, bad = parse_list(f, split, [os.path.join(manual_dir, f"videos_{split}"), manual_dir],
-                             count, source=path)
+                             count, source=path, manual_dir=manual_dir)
       # One video in two splits would leak test clips into training: keep its first split only.
       bad += [Problem(split, e.vid, "in_other_split", f"{e.path} is already in {owner[e.path]}")
               for e in ok if e.path in owner]
@@ -193,17 +221,26 @@ class ListFileLayout:
     return Listing(names, entries, problems)
 
 
-def _videos_in(folder: str, split: str, vid_prefix: str) -> tuple[list[str], list[Problem]]:
+def _videos_in(manual_dir: str, folder: str, split: str,
+               vid_prefix: str) -> tuple[list[str], list[Problem]]:
+  """The videos of one class folder; every other entry not starting with a dot is a problem."""
   files, problems = [], []
   for name in sorted(os.listdir(folder)):
     path = os.path.join(folder, name)
-    if not os.path.isfile(path) or name.startswith("."):
+    if name.startswith("."):
       continue
-    if name.lower().endswith(decode.VIDEO_EXTENSIONS):
-      files.append(path)
+    if os.path.isdir(path):
+      reason = "nested_folder"
+    elif not os.path.exists(path):
+      reason = "missing_file"  # a link to nothing
+    elif not os.path.isfile(path):
+      reason = "unsupported_file"
     else:
-      problems.append(Problem(split, f"{vid_prefix}{name}", "unsupported_file",
-                              f"extension not in {list(decode.VIDEO_EXTENSIONS)}"))
+      reason = check_video_path(manual_dir, path)
+    if reason:
+      problems.append(Problem(split, f"{vid_prefix}{name}", reason, REASONS[reason]))
+    else:
+      files.append(path)
   return files, problems
 
 
@@ -233,12 +270,15 @@ class ClassFolderLayout:
     problems: list[Problem] = []
     for split, root in roots.items():
       entries[split] = []
+      problems += [Problem(split, name, "outside_class_folder", REASONS["outside_class_folder"])
+                   for name in sorted(os.listdir(root)) if not name.startswith(".")
+                   and not os.path.isdir(os.path.join(root, name))]
       for cls in split_lib.subfolders(root):
         if cls not in label_of:
           problems.append(Problem(split, f"{cls}/", "label_out_of_range",
                                   f"class folder {cls!r} is not among the train classes"))
           continue
-        files, bad = _videos_in(os.path.join(root, cls), split, f"{cls}/")
+        files, bad = _videos_in(manual_dir, os.path.join(root, cls), split, f"{cls}/")
         problems += bad
         entries[split] += [Entry(f"{cls}/{os.path.basename(p)}", os.path.abspath(p),
                                  label_of[cls]) for p in files]
