@@ -38,6 +38,9 @@ class LossWeights:
   `rampup_start` (the end of the supervised warm-up); 0 applies them at full weight at once.
   `center`: the prototype branch sees `normalize(f) - prototypes.offset` (the offline phase's
   feature mean), the geometry its centres were built in.
+  `online_agree`: E7's online pseudo-label counts only where it equals the clip's offline
+  cluster (kept or not): a confident online error must also be the frozen clustering's error to
+  be trained on, which breaks FixMatch's self-reinforcing loop.
   """
   lambda_u: float = 1.0
   alpha: float = 1.0
@@ -50,6 +53,7 @@ class LossWeights:
   rampup_start: int = 0
   rampup_steps: int = 0
   center: bool = False
+  online_agree: bool = False
 
   @classmethod
   def from_config(cls, config) -> "LossWeights":
@@ -57,7 +61,7 @@ class LossWeights:
     return cls(lambda_u=config.ssl.lambda_u, alpha=a.alpha, beta=a.beta, scale=a.scale,
                margin=a.margin, sync=a.sync, sync_threshold=config.ssl.threshold,
                head_weight=a.head_weight, rampup_start=config.warmup_steps,
-               rampup_steps=a.rampup_steps, center=a.center)
+               rampup_steps=a.rampup_steps, center=a.center, online_agree=a.online_agree)
 
   def ramp(self, step: jax.Array) -> jax.Array:
     """[] float32 factor in [0, 1] on the prototype-branch weights at global `step`."""
@@ -192,6 +196,8 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
         logits_w, logits_s = chunk(logits, iw), chunk(logits, is_)
         probs_w = jax.nn.softmax(jax.lax.stop_gradient(logits_w).astype(jnp.float32))
         pseudo, w, new_ssl = method.pseudo_label(probs_w, unl["uidx"], state.ssl_state)
+        if protos_used and weights.online_agree:  # the offline cluster checks the online label
+          w = w * (pseudo == prototypes.labels[unl["index"]]).astype(w.dtype)
         terms["u_logits"] = losses.consistency_loss(logits_s, pseudo, w)
         extra = method.extra_loss(logits_s, w, new_ssl)
         hidden = unl["hidden"]

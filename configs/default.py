@@ -146,6 +146,7 @@ def get_config() -> ml_collections.ConfigDict:
   # last round (None: q stays aplt.threshold_q).
   c.aplt.head_weight = 0.0  # gamma: kept offline labels also train the linear head h (E7-like).
   c.aplt.rampup_steps = 0  # alpha, beta, gamma ramp from 0 over this many steps after warm-up.
+  c.aplt.online_agree = False  # E7 counts only where the online label equals the offline cluster.
 
   # ---- Evaluation, logging, checkpoints -----------------------------------------------------
   c.eval = ml_collections.ConfigDict()

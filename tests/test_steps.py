@@ -255,3 +255,20 @@ def test_supervised_proto_control_uses_labels_only(setup):
   garbage["unlabeled"] = {k: np.zeros_like(v) for k, v in garbage["unlabeled"].items()}
   _, m2 = fn(state, garbage, setup["protos"])
   np.testing.assert_allclose(float(m["loss"]), float(m2["loss"]), rtol=1e-6)
+
+
+def test_online_agree_keeps_only_online_labels_that_match_the_offline_cluster(setup):
+  """With tau = 0 every row passes E7's mask; agreement with the offline cluster then decides:
+  over the C cyclic shifts of the offline labels, each row agrees exactly once."""
+  method = ssl.get("aplt", {"threshold": 0.0})
+  state = setup["new_state"](method)
+  plain = jax.jit(steps.make_train_step(method, setup["views"], steps.LossWeights(), 0.999))
+  assert float(plain(state, setup["batch"], setup["protos"])[1]["mask_rate"]) == 1.0
+  agree = jax.jit(steps.make_train_step(method, setup["views"],
+                                        steps.LossWeights(online_agree=True), 0.999))
+  rates = []
+  for k in range(NUM_CLASSES):
+    shifted = setup["protos"].replace(labels=(setup["protos"].labels + k) % NUM_CLASSES)
+    rates.append(float(agree(state, setup["batch"], shifted)[1]["mask_rate"]))
+  np.testing.assert_allclose(sum(rates), 1.0, rtol=1e-6)
+  assert max(rates) < 1.0

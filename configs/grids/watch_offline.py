@@ -14,7 +14,7 @@ def get_grid():
   grid = watch.get_grid()
   grid.update(
       name="watch_offline",
-      methods=["fixmatch", "aplt"],
+      methods=["fixmatch", "aplt", "supervised_proto"],
       budgets={k: v for k, v in grid["budgets"].items() if k in ("2/class", "8/class")},
       ablations={
           "rampup": {"aplt.rampup_steps": 80},
@@ -27,6 +27,8 @@ def get_grid():
           # Pairs with the margin score (the single knob that raised kept accuracy in round 1).
           "margin_head": {"aplt.select": "margin", "aplt.head_weight": 1.0},
           "margin_rampup": {"aplt.select": "margin", "aplt.rampup_steps": 80},
+          "agree": {"aplt.online_agree": True},
+          "margin_agree": {"aplt.select": "margin", "aplt.online_agree": True},
       },
       ablation_budgets=["2/class", "8/class"],
   )

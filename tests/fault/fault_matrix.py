@@ -100,6 +100,7 @@ def check_matrix(method: str, tmp_path: pathlib.Path, data_dir) -> None:
       assert "Resuming from step" not in out, where
     else:
       assert f"Resuming from step {resumes_from} " in out, where
+    assert (workdir / "checkpoints").is_dir(), where  # the run got as far as its checkpointer
     ckpts = sorted(p.name for p in (workdir / "checkpoints").iterdir())
     if end == KILLED:
       assert proc.returncode == -9, where
