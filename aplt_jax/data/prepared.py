@@ -88,13 +88,8 @@ class ParamsBuilderConfig(tfds.core.BuilderConfig):
   params: Any = None
 
 
-class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Base of this module's builders: the shared conventions and a TFDS work-around.
-
-  Subclasses set `VERSION`, `PREPARE_HINT` (how to prepare them, quoted in errors) and
-  implement `_info` / `_split_generators` / `_generate_examples` as for any TFDS builder,
-  with `disable_shuffling=True` and integer keys in index order.
-  """
+class _Conventions:
+  """What every builder here shares: `PREPARE_HINT`, `params`, and a TFDS work-around."""
   PREPARE_HINT = "aplt_jax.data.prepared.prepare(builder)"
 
   # TFDS locates a builder's source file through the `importlib_resources` backport, which is
@@ -109,6 +104,29 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
   def params(self) -> Any:
     """The frozen dataclass of this builder's `ParamsBuilderConfig`."""
     return self.builder_config.params
+
+
+class ArrayRecordBuilder(_Conventions, tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of this module's builders: the shared conventions and a TFDS work-around.
+
+  Subclasses set `VERSION`, `PREPARE_HINT` (how to prepare them, quoted in errors) and
+  implement `_info` / `_split_generators` / `_generate_examples` as for any TFDS builder,
+  with `disable_shuffling=True` and integer keys in index order.
+
+  TFDS holds a split's serialized records in memory up to 1 GB and beyond that writes them all
+  to one temporary file, then reads that file back into memory to sort it: fine for small
+  splits; large ones (full-size video) use `ShardedArrayRecordBuilder`.
+  """
+
+
+class ShardedArrayRecordBuilder(_Conventions, tfds.core.ShardBasedBuilder,
+                                skip_registration=True):
+  """The same conventions, written shard by shard: one ArrayRecord file per example generator.
+
+  Subclasses implement `_info` and `_shard_iterators_per_split` (split -> list of functions,
+  each returning an iterator of (key, example) in index order). Records stream straight into
+  their file (no temporary copy of the split on disk or in memory beyond one shard).
+  """
 
 
 def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
