@@ -1,7 +1,7 @@
 """Input pipeline: clips per second it delivers against clips per second the train step consumes.
 
     python bench/input.py [--preset demo ma52] [--steps 60] [--repeats 3]
-    python bench/input.py --preset ma52_full [--clips 192] [--step_time 0.1] [--encoding bytes varint]
+    python bench/input.py --preset ma52_full [--clips 192] [--step_time 0.1] [--encoding bytes]
 
 The pipeline is the trainer's own (`loader.TrainBatches`: Grain threads read the step's labeled
 and unlabeled clips from ArrayRecord, stack them, and `parallel.global_batch` hands them to the

@@ -46,7 +46,8 @@ def _data_cfg(data_dir):
 def test_clips_are_stored_as_raw_bytes_with_the_decoded_pixels(videos, tmp_path):
   builder = video_lib.prepare_videos("list_files", videos, tmp_path, PARAMS, QUIET)
   assert str(builder.version) == "2.0.0"
-  assert builder.info.features["video"]._encoding == tfds.features.Encoding.BYTES  # pylint: disable=protected-access
+  encoding = builder.info.features["video"]._encoding  # pylint: disable=protected-access
+  assert encoding == tfds.features.Encoding.BYTES
   split = prepared.open_split(builder, "train")
   names = video_lib.video_ids(builder, "train")
   for i in (0, shards.SHARD_SIZE, TRAIN - 1):  # across ArrayRecord files

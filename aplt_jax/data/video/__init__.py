@@ -86,11 +86,12 @@ class PrepareOptions:
 class VideoClips(prepared.ShardedArrayRecordBuilder, skip_registration=True):
   """Videos decoded once into fixed-size uint8 clips (one subclass per layout).
 
-  Features: `video` uint8 [T*k, H, W, 3] (stored as raw bytes), `label` int64 (a plain integer: class names live in
-  the metadata, as they come from the files), `index` int64. Metadata: `class_names`,
-  `num_classes`, `videos` (per split, the video name of each index), `source` (the manual dir)
-  and the preparation summary `report`. Splits: those the layout finds (train, val, test).
-  Construct with `video_builder`; prepare with `prepare_videos`.
+  Features: `video` uint8 [T*k, H, W, 3] (stored as raw bytes), `label` int64 (a plain
+  integer: class names live in the metadata, as they come from the files), `index` int64.
+  Metadata: `class_names`, `num_classes`, `videos` (per split, the video name of each index),
+  `source` (the manual dir) and the preparation summary `report`. Splits: those the layout
+  finds (train, val, test), one ArrayRecord file per decode shard. Construct with
+  `video_builder`; prepare with `prepare_videos`.
   """
   VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {
@@ -166,8 +167,9 @@ class VideoClips(prepared.ShardedArrayRecordBuilder, skip_registration=True):
 
   def _shard_generators(self, split: str, entries) -> list[Callable[[], Iterator]]:
     """One generator function per decode shard of `entries` (the split's whole listing)."""
+    spec = self.params.spec
     files = [(path, chunk, shards.num_decoded(path))
-             for path, chunk in shards.shard_files(entries, split, self.params.spec, self.cache_dir)]
+             for path, chunk in shards.shard_files(entries, split, spec, self.cache_dir)]
     starts = np.cumsum([0] + [n for _, _, n in files])
     return [functools.partial(self._examples, path, chunk, int(start))
             for (path, chunk, n), start in zip(files, starts) if n]
