@@ -1,14 +1,15 @@
 """Prepared data: built once into ArrayRecord through TFDS, read back by index (DESIGN §4).
 
-Build half: `ArrayRecordBuilder`, the base of every family's builder (synthetic, video,
-sequences), `config_name` and `prepare`. Read half: `PreparedSplit`, one prepared split with random
-access for Grain, opened by `open_split`. No TensorFlow is needed: the builders use raw `Tensor`
-/ `ClassLabel` features and write `file_format="array_record"`.
+Build half: `ArrayRecordBuilder`, the base of the synthetic and sequence builders, and
+`ShardedArrayRecordBuilder`, the video builders' (written shard by shard), `config_name` and
+`prepare`. Read half: `PreparedSplit`, one prepared split with random access for Grain, opened
+by `open_split`. No TensorFlow is needed: the builders use raw `Tensor` / `ClassLabel` features
+and write `file_format="array_record"`.
 
-Shared conventions (for every builder based on `ArrayRecordBuilder`):
-- features `video` (uint8 [T, H, W, 3] for videos), `label` (`ClassLabel`; a plain int64 for
-  prepared real videos, whose class names come from their files and live in the metadata) and
-  `index` (int64, the clip's dense index);
+Shared conventions (for every builder based on either):
+- features `video` (uint8 [T, H, W, 3] for videos, stored as raw bytes), `label` (`ClassLabel`;
+  a plain int64 for prepared real videos, whose class names come from their files and live in
+  the metadata) and `index` (int64, the clip's dense index);
 - `disable_shuffling = True` and integer keys yielded in index order, so the record at
   position i of a split has `index == i`;
 - each builder is parametrised by a frozen dataclass carried by a `ParamsBuilderConfig`,

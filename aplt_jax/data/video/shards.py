@@ -58,7 +58,7 @@ def decode_shard(paths: Sequence[str], spec: decode.ClipSpec, out_path: str,
   arr = np.stack(clips) if clips else np.zeros((0, *spec.shape), np.uint8)
   with files.write_then_rename(out_path, "wb") as f:
     np.savez_compressed(f, clips=arr, ok=np.asarray(ok, bool), reason=np.asarray(reason, str),
-             detail=np.asarray(detail, str))
+                        detail=np.asarray(detail, str))
   return len(clips)
 
 
