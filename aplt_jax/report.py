@@ -107,7 +107,7 @@ def write_run_report(workdir: str, final: dict) -> None:
   plot_per_class(plt, final, names, os.path.join(workdir, "per_class.png"))
   body = final["ema"].get("protocol", {}).get("body_confusion")
   if body is not None:
-    from aplt_jax import ma52  # pylint: disable=g-import-not-at-top
+    from aplt_jax.data.video import ma52  # pylint: disable=g-import-not-at-top
     plot_confusion(plt, body, [p[0] for p in ma52.BODY_PARTS],
                    f"{final['method']}: body parts on {final['eval_split']} (EMA)",
                    os.path.join(workdir, "body_confusion.png"))

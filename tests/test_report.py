@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aplt_jax import ma52
+from aplt_jax.data.video import ma52
 from aplt_jax import report
 
 matplotlib.use("Agg")
