@@ -10,6 +10,7 @@ volume to read and decompress, so a pessimistic case for the input pipeline).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 from etils import epath
@@ -18,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from aplt_jax.data import prepared as prepared_lib
 from aplt_jax.data import video as video_lib
+from aplt_jax.data.video.shards import SHARD_SIZE  # clips per ArrayRecord file, as `prepare`
 
 
 def generated_clip(shape: tuple[int, int, int, int], seed: int) -> np.ndarray:
@@ -65,7 +67,7 @@ class GeneratedMa52(video_lib.Ma52Videos, skip_registration=True):
         supervised_keys=("video", "label"), disable_shuffling=True,
         metadata=tfds.core.MetadataDict())
 
-  def _split_generators(self, dl_manager):
+  def _shard_iterators_per_split(self, dl_manager):
     del dl_manager
     sizes, num_classes = self.plan["sizes"], self.plan["num_classes"]
     self.info.metadata.update({
@@ -73,30 +75,31 @@ class GeneratedMa52(video_lib.Ma52Videos, skip_registration=True):
         "num_classes": num_classes,
         "videos": {s: [f"{s}_{i:05d}" for i in range(n)] for s, n in sizes.items()},
         "source": "generated", "report": {}})
-    return {s: self._generate_examples(split=s, entries=n) for s, n in sizes.items()}
+    return {s: [functools.partial(self._examples, s, i, min(i + SHARD_SIZE, n))
+                for i in range(0, n, SHARD_SIZE)] for s, n in sizes.items()}
 
-  def _generate_examples(self, split: str, entries):
+  def _examples(self, split: str, start: int, stop: int):
     offset = 0 if split == "train" else 1_000_000
-    for index in range(entries):
+    for index in range(start, stop):
       clip = generated_clip(self.params.spec.shape, offset + index)
       yield index, {"video": clip, "label": index % self.plan["num_classes"], "index": index}
 
 
-class GeneratedMa52Bytes(GeneratedMa52, skip_registration=True):
-  """The same, with the clip stored as raw bytes (TFDS `Encoding.BYTES`)."""
+class GeneratedMa52Varint(GeneratedMa52, skip_registration=True):
+  """The same in the stored format of builder version 1.0.0: one int64 varint per pixel."""
   name = "ma52"
-  ENCODING = "bytes"
+  ENCODING = "none"
 
 
-ENCODINGS = {"none": GeneratedMa52, "bytes": GeneratedMa52Bytes}
+ENCODINGS = {"bytes": GeneratedMa52, "varint": GeneratedMa52Varint}
 
 
 def prepare_generated(data_dir: str, params: video_lib.VideoParams, *, num_train: int,
-                      num_val: int, num_classes: int, encoding: str = "none"):
+                      num_val: int, num_classes: int, encoding: str = "bytes"):
   """Prepares (once) `num_train` + `num_val` generated clips in MA-52's format; the builder.
 
-  `encoding`: "none" stores the clip as `prepare` does; "bytes" as raw bytes, to measure another
-  stored format (give each its own `data_dir`).
+  `encoding`: "bytes" stores the clip as `prepare` does (raw bytes); "varint" as builder version
+  1.0.0 did, to measure that format (give each its own `data_dir`).
   """
   builder = video_lib.video_builder("ma52", params, data_dir)
   cls = ENCODINGS[encoding]

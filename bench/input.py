@@ -1,7 +1,7 @@
 """Input pipeline: clips per second it delivers against clips per second the train step consumes.
 
     python bench/input.py [--preset demo ma52] [--steps 60] [--repeats 3]
-    python bench/input.py --preset ma52_full [--clips 192] [--step_time 0.1] [--encoding none bytes]
+    python bench/input.py --preset ma52_full [--clips 192] [--step_time 0.1] [--encoding bytes]
 
 The pipeline is the trainer's own (`loader.TrainBatches`: Grain threads read the step's labeled
 and unlabeled clips from ArrayRecord, stack them, and `parallel.global_batch` hands them to the
@@ -18,7 +18,8 @@ per-core rate, meaningful on a shared machine too), against the rate an accelera
 (clips per step / `--step_time`). Then the cost per clip of each stage on one thread: ArrayRecord
 read (with decompression; decompression alone = compressed - uncompressed read of the same
 records), decoding the stored record to numpy, stacking the batch, host-to-device copy.
-`--encoding` compares stored formats of the clip ("none": as `prepare` stores it; "bytes").
+`--encoding` compares stored formats of the clip ("bytes": as `prepare` stores it; "varint": as
+builder version 1.0.0 did, one int64 per pixel).
 """
 from __future__ import annotations
 
@@ -229,7 +230,7 @@ def main(argv=None):
   p.add_argument("--clips", type=int, default=128, help="ma52_full: generated training clips")
   p.add_argument("--step_time", type=float, default=0.1,
                  help="ma52_full: accelerator seconds per step (0.1: an H200 at ~40%% MFU)")
-  p.add_argument("--encoding", nargs="+", default=["none", "bytes"],
+  p.add_argument("--encoding", nargs="+", default=["bytes"], choices=["bytes", "varint"],
                  help="ma52_full: stored formats of the clip to compare")
   p.add_argument("--stage_batch", type=int, default=16)
   p.add_argument("--workers", type=int, nargs="*", default=[],

@@ -1,4 +1,5 @@
-"""The accelerator benchmark script, run end to end at tiny shapes on the CPU (`--smoke`)."""
+"""The accelerator benchmark script, run end to end at tiny shapes on the CPU (`--smoke`): the
+model step, k-means, and the end-to-end step fed by the trainer's input pipeline."""
 from __future__ import annotations
 
 import json
@@ -38,3 +39,10 @@ def test_gpu_benchmark_smoke_runs_and_reports(tmp_path):
   assert 0 < ts["mfu"] < 1  # measured against the 1 TFLOP/s peak given
   for mode in ("euclidean", "spherical"):
     assert res["kmeans"][mode]["run_s"] > 0
+  e2e = res["end_to_end"]
+  assert "s/step end to end" in proc.stdout
+  assert e2e["config"] == "configs/ma52.py" and e2e["clip"] == "2x32x32x3"
+  assert e2e["batch"] == "2+4" and e2e["clips"] == 24
+  assert 0 < e2e["step_alone_s"] and 0 < e2e["e2e_step_s"]
+  assert e2e["e2e_clips_per_s"] == pytest.approx(6 / e2e["e2e_step_s"])
+  assert 0 <= e2e["input_bound"] < 1

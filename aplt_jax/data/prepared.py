@@ -1,14 +1,15 @@
 """Prepared data: built once into ArrayRecord through TFDS, read back by index (DESIGN §4).
 
-Build half: `ArrayRecordBuilder`, the base of every family's builder (synthetic, video,
-sequences), `config_name` and `prepare`. Read half: `PreparedSplit`, one prepared split with random
-access for Grain, opened by `open_split`. No TensorFlow is needed: the builders use raw `Tensor`
-/ `ClassLabel` features and write `file_format="array_record"`.
+Build half: `ArrayRecordBuilder`, the base of the synthetic and sequence builders, and
+`ShardedArrayRecordBuilder`, the video builders' (written shard by shard), `config_name` and
+`prepare`. Read half: `PreparedSplit`, one prepared split with random access for Grain, opened
+by `open_split`. No TensorFlow is needed: the builders use raw `Tensor` / `ClassLabel` features
+and write `file_format="array_record"`.
 
-Shared conventions (for every builder based on `ArrayRecordBuilder`):
-- features `video` (uint8 [T, H, W, 3] for videos), `label` (`ClassLabel`; a plain int64 for
-  prepared real videos, whose class names come from their files and live in the metadata) and
-  `index` (int64, the clip's dense index);
+Shared conventions (for every builder based on either):
+- features `video` (uint8 [T, H, W, 3] for videos, stored as raw bytes), `label` (`ClassLabel`;
+  a plain int64 for prepared real videos, whose class names come from their files and live in
+  the metadata) and `index` (int64, the clip's dense index);
 - `disable_shuffling = True` and integer keys yielded in index order, so the record at
   position i of a split has `index == i`;
 - each builder is parametrised by a frozen dataclass carried by a `ParamsBuilderConfig`,
@@ -88,13 +89,8 @@ class ParamsBuilderConfig(tfds.core.BuilderConfig):
   params: Any = None
 
 
-class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Base of this module's builders: the shared conventions and a TFDS work-around.
-
-  Subclasses set `VERSION`, `PREPARE_HINT` (how to prepare them, quoted in errors) and
-  implement `_info` / `_split_generators` / `_generate_examples` as for any TFDS builder,
-  with `disable_shuffling=True` and integer keys in index order.
-  """
+class _Conventions:
+  """What every builder here shares: `PREPARE_HINT`, `params`, and a TFDS work-around."""
   PREPARE_HINT = "aplt_jax.data.prepared.prepare(builder)"
 
   # TFDS locates a builder's source file through the `importlib_resources` backport, which is
@@ -109,6 +105,29 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
   def params(self) -> Any:
     """The frozen dataclass of this builder's `ParamsBuilderConfig`."""
     return self.builder_config.params
+
+
+class ArrayRecordBuilder(_Conventions, tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of this module's builders: the shared conventions and a TFDS work-around.
+
+  Subclasses set `VERSION`, `PREPARE_HINT` (how to prepare them, quoted in errors) and
+  implement `_info` / `_split_generators` / `_generate_examples` as for any TFDS builder,
+  with `disable_shuffling=True` and integer keys in index order.
+
+  TFDS holds a split's serialized records in memory up to 1 GB and beyond that writes them all
+  to one temporary file, then reads that file back into memory to sort it: fine for small
+  splits; large ones (full-size video) use `ShardedArrayRecordBuilder`.
+  """
+
+
+class ShardedArrayRecordBuilder(_Conventions, tfds.core.ShardBasedBuilder,
+                                skip_registration=True):
+  """The same conventions, written shard by shard: one ArrayRecord file per example generator.
+
+  Subclasses implement `_info` and `_shard_iterators_per_split` (split -> list of functions,
+  each returning an iterator of (key, example) in index order). Records stream straight into
+  their file (no temporary copy of the split on disk or in memory beyond one shard).
+  """
 
 
 def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:

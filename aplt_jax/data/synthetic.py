@@ -49,8 +49,8 @@ CLASS_NAMES = (
 
 SPLIT_IDS = {split: i for i, split in enumerate(split_lib.SPLITS)}  # train 0, val 1, test 2
 
-# Bump when the rendering changes: prepared datasets are versioned by it.
-RENDER_VERSION = "1.0.0"
+# Bump when the rendering or the stored format changes: prepared datasets are versioned by it.
+RENDER_VERSION = "1.1.0"
 
 _REF = 32.0  # Lengths in the config are pixels of a frame this size.
 
@@ -380,7 +380,8 @@ class SyntheticMicroActions(prepared.ArrayRecordBuilder):
   Construct with `config=synthetic_builder_config(cfg)`, or use `prepare_synthetic`.
   """
   VERSION = tfds.core.Version(RENDER_VERSION)
-  RELEASE_NOTES = {"1.0.0": "First renderer."}
+  RELEASE_NOTES = {"1.0.0": "First renderer.",
+                   "1.1.0": "The clip stored as raw bytes (Encoding.BYTES): the same pixels."}
   BUILDER_CONFIGS = [synthetic_builder_config(SyntheticConfig())]
   PREPARE_HINT = "aplt_jax.data.synthetic.prepare_synthetic(cfg, data_dir)"
 
@@ -426,7 +427,8 @@ def _features(num_frames: int, height: int, width: int,
                    class_names: tuple[str, ...]) -> tfds.features.FeaturesDict:
   """The common video-clip features: video uint8 [T, H, W, 3], label, dense index."""
   return tfds.features.FeaturesDict({
-      "video": tfds.features.Tensor(shape=(num_frames, height, width, 3), dtype=np.uint8),
+      "video": tfds.features.Tensor(shape=(num_frames, height, width, 3), dtype=np.uint8,
+                                    encoding=tfds.features.Encoding.BYTES),
       "label": tfds.features.ClassLabel(names=list(class_names)),
       "index": tfds.features.Tensor(shape=(), dtype=np.int64),
   })

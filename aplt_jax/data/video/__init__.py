@@ -14,10 +14,12 @@ and a config.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import re
 import shlex
 import shutil
-from typing import Callable
+from typing import Callable, Iterator
 
 from absl import logging
 import numpy as np
@@ -81,17 +83,23 @@ class PrepareOptions:
   keep_cache: bool = False  # keep the decoded shards after writing ArrayRecord
 
 
-class VideoClips(prepared.ArrayRecordBuilder, skip_registration=True):
+class VideoClips(prepared.ShardedArrayRecordBuilder, skip_registration=True):
   """Videos decoded once into fixed-size uint8 clips (one subclass per layout).
 
-  Features: `video` uint8 [T*k, H, W, 3], `label` int64 (a plain integer: class names live in
-  the metadata, as they come from the files), `index` int64. Metadata: `class_names`,
-  `num_classes`, `videos` (per split, the video name of each index), `source` (the manual dir)
-  and the preparation summary `report`. Splits: those the layout finds (train, val, test).
-  Construct with `video_builder`; prepare with `prepare_videos`.
+  Features: `video` uint8 [T*k, H, W, 3] (stored as raw bytes), `label` int64 (a plain
+  integer: class names live in the metadata, as they come from the files), `index` int64.
+  Metadata: `class_names`, `num_classes`, `videos` (per split, the video name of each index),
+  `source` (the manual dir) and the preparation summary `report`. Splits: those the layout
+  finds (train, val, test), one ArrayRecord file per decode shard. Construct with
+  `video_builder`; prepare with `prepare_videos`.
   """
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "PyAV decode, TSN segment sampling, resize on decode."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {
+      "1.0.0": "PyAV decode, TSN segment sampling, resize on decode.",
+      "2.0.0": "The clip stored as raw bytes (Encoding.BYTES) instead of one int64 varint per "
+               "pixel: the same pixels, decoded ~40x faster (docs/benchmarks.md §7). Copies "
+               "prepared at 1.0.0 are not read: prepare them again.",
+  }
   LAYOUT = ""
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the folder of the videos and list files as manual_dir."
   options = PrepareOptions()
@@ -113,7 +121,8 @@ class VideoClips(prepared.ArrayRecordBuilder, skip_registration=True):
     p = self.params
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
-            "video": tfds.features.Tensor(shape=p.spec.shape, dtype=np.uint8),
+            "video": tfds.features.Tensor(shape=p.spec.shape, dtype=np.uint8,
+                                          encoding=tfds.features.Encoding.BYTES),
             "label": tfds.features.Tensor(shape=(), dtype=np.int64),
             "index": tfds.features.Tensor(shape=(), dtype=np.int64),
         }),
@@ -123,7 +132,7 @@ class VideoClips(prepared.ArrayRecordBuilder, skip_registration=True):
         description=decode.__doc__,
     )
 
-  def _split_generators(self, dl_manager):
+  def _shard_iterators_per_split(self, dl_manager):
     manual_dir = os.fspath(dl_manager.manual_dir)
     p, opts = self.params, self.options
     listing = layouts.get(self.LAYOUT).read(manual_dir, num_classes=opts.num_classes,
@@ -163,14 +172,23 @@ class VideoClips(prepared.ArrayRecordBuilder, skip_registration=True):
         "source": os.path.abspath(manual_dir),  # the raw videos ("source": what was prepared)
         "report": {s: r for s, r in report["splits"].items()},
     })
-    return {split: self._generate_examples(split=split, entries=listing.entries[split])
-            for split in usable}
+    return {split: self._shard_generators(split, listing.entries[split]) for split in usable}
 
-  def _generate_examples(self, split: str, entries):
-    """The decoded clips of `entries` (the split's whole listing), dense indices in order."""
-    clips = shards.iter_clips(entries, split, self.params.spec, self.cache_dir)
-    for index, (entry, clip) in enumerate(clips):
-      yield index, {"video": clip, "label": entry.label, "index": index}
+  def _shard_generators(self, split: str, entries) -> list[Callable[[], Iterator]]:
+    """One generator function per decode shard of `entries` (the split's whole listing)."""
+    spec = self.params.spec
+    files = [(path, chunk, shards.num_decoded(path))
+             for path, chunk in shards.shard_files(entries, split, spec, self.cache_dir)]
+    starts = np.cumsum([0] + [n for _, _, n in files])
+    return [functools.partial(self._examples, path, chunk, int(start))
+            for (path, chunk, n), start in zip(files, starts) if n]
+
+  def _examples(self, path: str, chunk, start: int):
+    """The clips of one decode shard, dense indices from `start`; then deletes the shard."""
+    for i, (entry, clip) in enumerate(shards.read_shard(path, chunk)):
+      yield start + i, {"video": clip, "label": entry.label, "index": start + i}
+    if not self.options.keep_cache:
+      os.remove(path)  # its clips are in ArrayRecord now (a killed run decodes it again)
 
 
 class Ma52Videos(VideoClips, skip_registration=True):
@@ -276,12 +294,32 @@ def open_builder(name: str, data_cfg) -> VideoClips:
   builder = video_builder(name, params, default_data_dir(data_cfg))
   if not prepared.is_prepared(builder):
     manual = data_cfg.manual_dir or "MANUAL_DIR"
+    old = older_copies(builder)
+    if old:
+      raise DataError(
+          f"The {name} videos in {builder.config_dir} were prepared in an older stored format "
+          f"(version {', '.join(old)}); this code reads version {builder.version} only "
+          f"({builder.RELEASE_NOTES[str(builder.version)]}). Prepare them again with:\n"
+          f"  {prepare_command(name, data_cfg)}\n"
+          f"then delete the old copy ({', '.join(os.path.join(builder.config_dir, v) for v in old)}"
+          "). The videos are decoded again unless the decode cache was kept (--keep_cache).")
     raise DataError(
         f"The {name} videos are not prepared with these settings (no {builder.data_path}). "
         f"Prepare them once from {layouts.get(name).expected_files(manual)} with:\n"
         f"  {prepare_command(name, data_cfg)}\n"
         "and rerun (other data.video.* values prepare, and need, another copy).")
   return prepared.reopen(builder)
+
+
+def older_copies(builder: VideoClips) -> list[str]:
+  """Versions other than the builder's prepared in its config directory (e.g. ["1.0.0"])."""
+  try:
+    names = os.listdir(builder.config_dir)
+  except OSError:
+    return []
+  return sorted(v for v in names
+                if v != str(builder.version) and re.fullmatch(r"\d+\.\d+\.\d+", v)
+                and os.path.exists(os.path.join(builder.config_dir, v, "dataset_info.json")))
 
 
 def open_dataset(name: str, data_cfg) -> Dataset:

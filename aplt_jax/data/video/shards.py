@@ -1,12 +1,14 @@
 """Parallel, resumable decoding of a split's videos into shard files, read back in list order.
 
 Preparation decodes every video once (`decode.decode_clip`) in a pool of processes. Videos are
-grouped into shards of `SHARD_SIZE` consecutive entries; each shard is written as one `.npz`
-(`clips` uint8 [n_ok, F, H, W, 3], `ok` bool [n], `reason`/`detail` str [n]) with a
-write-then-rename, so a killed preparation leaves only whole shards behind, and a re-run skips
-every shard already there (resumable per shard). A shard's file name carries a hash of its
+grouped into shards of `SHARD_SIZE` consecutive entries; each shard is written as one
+compressed `.npz` (`clips` uint8 [n_ok, F, H, W, 3], `ok` bool [n], `reason`/`detail` str [n])
+with a write-then-rename, so a killed preparation leaves only whole shards behind, and a re-run
+skips every shard already there (resumable per shard). A shard's file name carries a hash of its
 entries and the clip spec, so a changed list or spec never reuses a stale shard. The TFDS
-builder then streams the shards in order into ArrayRecord; the cache is removed afterwards.
+builder then writes each shard into its own ArrayRecord file, in order, and (unless the cache is
+kept) deletes it once written, so the disk holds about the compressed clips once, never the
+raw ones.
 """
 from __future__ import annotations
 
@@ -55,8 +57,8 @@ def decode_shard(paths: Sequence[str], spec: decode.ClipSpec, out_path: str,
       detail.append(e.detail)
   arr = np.stack(clips) if clips else np.zeros((0, *spec.shape), np.uint8)
   with files.write_then_rename(out_path, "wb") as f:
-    np.savez(f, clips=arr, ok=np.asarray(ok, bool), reason=np.asarray(reason, str),
-             detail=np.asarray(detail, str))
+    np.savez_compressed(f, clips=arr, ok=np.asarray(ok, bool), reason=np.asarray(reason, str),
+                        detail=np.asarray(detail, str))
   return len(clips)
 
 
@@ -117,11 +119,27 @@ def decode_split(entries: Sequence[Entry], split: str, spec: decode.ClipSpec, ca
   return problems
 
 
+def shard_files(entries: Sequence[Entry], split: str, spec: decode.ClipSpec, cache_dir: str
+                ) -> list[tuple[str, Sequence[Entry]]]:
+  """(shard file, its entries) of a split, in list order."""
+  return [(_shard_path(cache_dir, split, s, chunk, spec), chunk) for s, chunk in _shards(entries)]
+
+
+def num_decoded(path: str) -> int:
+  """How many clips the shard file `path` holds."""
+  with np.load(path) as shard:
+    return int(shard["ok"].sum())
+
+
+def read_shard(path: str, chunk: Sequence[Entry]) -> list[tuple[Entry, np.ndarray]]:
+  """(entry, clip uint8 [F, H, W, 3]) for every decoded entry of one shard, in list order."""
+  with np.load(path) as shard:
+    ok, clips = shard["ok"], shard["clips"]
+  return list(zip([e for e, good in zip(chunk, ok) if good], clips))
+
+
 def iter_clips(entries: Sequence[Entry], split: str, spec: decode.ClipSpec, cache_dir: str
                ) -> Iterator[tuple[Entry, np.ndarray]]:
   """(entry, clip uint8 [F, H, W, 3]) for every decoded entry, in list order."""
-  for s, chunk in _shards(entries):
-    with np.load(_shard_path(cache_dir, split, s, chunk, spec)) as shard:
-      ok, clips = shard["ok"], shard["clips"]
-    for entry, clip in zip([e for e, good in zip(chunk, ok) if good], clips):
-      yield entry, clip
+  for path, chunk in shard_files(entries, split, spec, cache_dir):
+    yield from read_shard(path, chunk)
