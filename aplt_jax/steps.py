@@ -38,6 +38,8 @@ class LossWeights:
   `rampup_start` (the end of the supervised warm-up); 0 applies them at full weight at once.
   `center`: the prototype branch sees `normalize(f) - prototypes.offset` (the offline phase's
   feature mean), the geometry its centres were built in.
+  `online_weight`: APLT's weight on E7, FixMatch's online term (0 with `head_weight` > 0: the
+  head learns from the offline labels instead of its own online ones).
   `online_agree`: E7's online pseudo-label counts only where it equals the clip's offline
   cluster (kept or not): a confident online error must also be the frozen clustering's error to
   be trained on, which breaks FixMatch's self-reinforcing loop.
@@ -54,6 +56,7 @@ class LossWeights:
   rampup_steps: int = 0
   center: bool = False
   online_agree: bool = False
+  online_weight: float = 1.0
 
   @classmethod
   def from_config(cls, config) -> "LossWeights":
@@ -61,7 +64,8 @@ class LossWeights:
     return cls(lambda_u=config.ssl.lambda_u, alpha=a.alpha, beta=a.beta, scale=a.scale,
                margin=a.margin, sync=a.sync, sync_threshold=config.ssl.threshold,
                head_weight=a.head_weight, rampup_start=config.warmup_steps,
-               rampup_steps=a.rampup_steps, center=a.center, online_agree=a.online_agree)
+               rampup_steps=a.rampup_steps, center=a.center, online_agree=a.online_agree,
+               online_weight=a.online_weight)
 
   def ramp(self, step: jax.Array) -> jax.Array:
     """[] float32 factor in [0, 1] on the prototype-branch weights at global `step`."""
@@ -199,6 +203,8 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
         if protos_used and weights.online_agree:  # the offline cluster checks the online label
           w = w * (pseudo == prototypes.labels[unl["index"]]).astype(w.dtype)
         terms["u_logits"] = losses.consistency_loss(logits_s, pseudo, w)
+        if protos_used and weights.online_weight != 1.0:
+          terms["u_logits"] = weights.online_weight * terms["u_logits"]
         extra = method.extra_loss(logits_s, w, new_ssl)
         hidden = unl["hidden"]
         aux["mask_rate"] = jnp.mean(w)

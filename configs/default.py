@@ -147,6 +147,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.aplt.head_weight = 0.0  # gamma: kept offline labels also train the linear head h (E7-like).
   c.aplt.rampup_steps = 0  # alpha, beta, gamma ramp from 0 over this many steps after warm-up.
   c.aplt.online_agree = False  # E7 counts only where the online label equals the offline cluster.
+  c.aplt.online_weight = 1.0  # Weight of E7 (FixMatch's online term) in APLT's loss.
 
   # ---- Evaluation, logging, checkpoints -----------------------------------------------------
   c.eval = ml_collections.ConfigDict()

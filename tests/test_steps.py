@@ -272,3 +272,14 @@ def test_online_agree_keeps_only_online_labels_that_match_the_offline_cluster(se
     rates.append(float(agree(state, setup["batch"], shifted)[1]["mask_rate"]))
   np.testing.assert_allclose(sum(rates), 1.0, rtol=1e-6)
   assert max(rates) < 1.0
+
+
+def test_online_weight_scales_e7_only(setup):
+  method = ssl.get("aplt", {"threshold": 0.0})  # every row masked in, so E7 > 0
+  state = setup["new_state"](method)
+  run = lambda w: jax.jit(steps.make_train_step(method, setup["views"], w, 0.999))(
+      state, setup["batch"], setup["protos"])[1]
+  full, none = run(steps.LossWeights()), run(steps.LossWeights(online_weight=0.0))
+  assert float(full["loss_u_logits"]) > 0 and float(none["loss_u_logits"]) == 0
+  np.testing.assert_allclose(float(full["loss"]) - float(none["loss"]),
+                             float(full["loss_u_logits"]), rtol=1e-5)

@@ -29,6 +29,8 @@ def get_grid():
           "margin_rampup": {"aplt.select": "margin", "aplt.rampup_steps": 80},
           "agree": {"aplt.online_agree": True},
           "margin_agree": {"aplt.select": "margin", "aplt.online_agree": True},
+          # Offline labels in place of online ones on the parametric head (no E7).
+          "offline_only": {"aplt.online_weight": 0.0, "aplt.head_weight": 1.0},
       },
       ablation_budgets=["2/class", "8/class"],
   )

@@ -1,0 +1,13 @@
+"""The reported watch table (test split): the grid of configs/grids/watch.py with the attribution
+controls run at 2 and 8 labels per class.
+
+  python -m aplt_jax.experiments --grid=configs/grids/watch_report.py --out=runs/watch
+"""
+from configs.grids import watch
+
+
+def get_grid():
+  grid = watch.get_grid()
+  grid["ablation_budgets"] = ["2/class", "8/class"]
+  grid["ablations"] = {k: grid["ablations"][k] for k in ("beta0", "alpha0")}
+  return grid
