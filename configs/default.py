@@ -144,10 +144,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.aplt.center = False  # Centre the offline features (and the prototype branch's) on their mean.
   c.aplt.threshold_q_final = config_dict.placeholder(float)  # q grows linearly to this by the
   # last round (None: q stays aplt.threshold_q).
-  c.aplt.head_weight = 0.0  # gamma: kept offline labels also train the linear head h (E7-like).
+  c.aplt.head_weight = 1.0  # gamma: kept offline labels also train the linear head h (E7-like).
   c.aplt.rampup_steps = 0  # alpha, beta, gamma ramp from 0 over this many steps after warm-up.
   c.aplt.online_agree = False  # E7 counts only where the online label equals the offline cluster.
-  c.aplt.online_weight = 1.0  # Weight of E7 (FixMatch's online term) in APLT's loss.
+  # Weight of E7 (FixMatch's online term) in APLT's loss. 0 (with head_weight 1): the parametric
+  # head learns from the offline labels instead, chosen on validation (README, "Choosing the
+  # offline phase"); 1 with head_weight 0 is the paper figure's objective.
+  c.aplt.online_weight = 0.0
 
   # ---- Evaluation, logging, checkpoints -----------------------------------------------------
   c.eval = ml_collections.ConfigDict()

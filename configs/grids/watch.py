@@ -33,6 +33,9 @@ def get_grid():
           # Attribution controls: APLT without its unlabeled (beta) or labeled (alpha) prototype loss.
           "beta0": {"aplt.beta": 0.0},
           "alpha0": {"aplt.alpha": 0.0},
+          # The paper figure's objective: FixMatch's online term E7, offline labels on the
+          # prototype branch only (the default before the validation choice).
+          "paper_e7": {"aplt.online_weight": 1.0, "aplt.head_weight": 0.0},
           "no_threshold": {"aplt.threshold": "none"},
           "no_labeled_views": {"aplt.labeled_views": 0},
           "no_margin": {"aplt.margin": 0.0},

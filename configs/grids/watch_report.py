@@ -9,5 +9,5 @@ from configs.grids import watch
 def get_grid():
   grid = watch.get_grid()
   grid["ablation_budgets"] = ["2/class", "8/class"]
-  grid["ablations"] = {k: grid["ablations"][k] for k in ("beta0", "alpha0")}
+  grid["ablations"] = {k: grid["ablations"][k] for k in ("paper_e7", "beta0", "alpha0")}
   return grid
