@@ -102,6 +102,15 @@ def test_validation_names_nans_and_labels_out_of_range(tmp_path, edit, cause):
     sequences.validate(rec, N_CLASSES)
 
 
+def test_float64_values_beyond_float32_are_named_as_such(tmp_path):
+  x, y, _ = _toy()
+  x = x.astype(np.float64)
+  x[3, 5, 2] = 1e39  # finite in float64, inf once stored as float32
+  rec = readers.read_npz(_npz(tmp_path / "a.npz", x=x, y=y))
+  with pytest.raises(DataError, match=r"sequence 3 has 1 values beyond float32's range.*step 5"):
+    sequences.validate(rec, N_CLASSES)
+
+
 def test_validation_rejects_mixed_channels_and_class_count_mismatch():
   rec = readers.Recordings(x=[np.zeros((5, 3)), np.zeros((5, 4))], y=np.zeros(2, np.int64),
                              subject=np.full(2, -1), split=None, class_names=(), source="mem")
