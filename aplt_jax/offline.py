@@ -358,11 +358,15 @@ def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled
       center=aplt_cfg.center)
   host = parallel.to_host(dict(assign=km.assign, dist=dist, keep=keep, centers=km.centers,
                                protos=protos_c, tau=tau, iters=km.num_iters,
-                               objective=km.objective, offset=offset))
+                               objective=km.objective,
+                               # Gathered only when computed from the rows (a global array): the
+                               # zeros of an uncentred phase are process-local.
+                               **({"offset": offset} if aplt_cfg.center else {})))
   rows_u = np.flatnonzero(unl)[np.argsort(src[unl], kind="stable")]  # unlabeled, in order
   result = OfflineResult(host["centers"], host["protos"], host["assign"][rows_u],
                          host["dist"][rows_u], host["keep"][rows_u], host["tau"],
-                         host["iters"], host["objective"], host["offset"])
+                         host["iters"], host["objective"],
+                         host.get("offset", np.zeros(emb.z.shape[-1:], np.float32)))
   protos = to_prototypes(result, labeled, y_lab, unlabeled, len(labels), round_)
   metrics = pseudo_label_metrics(result, labels[unlabeled].astype(np.int32),
                                  np.ones(len(unlabeled), bool))

@@ -407,6 +407,9 @@ def train_and_evaluate(config, workdir: str, devices=None) -> dict:
   """
   config_check.check_config(config)
   with workdir_lib.lock(workdir, enabled=jax.process_index() == 0):
+    if jax.process_count() > 1:  # nobody writes before process 0 has checked and locked WORKDIR
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("aplt_jax: workdir checked and locked")
     config_check.write_or_compare_config(config, workdir, workdir_lib.holds_run(workdir))
     run = Run(config, workdir, devices)
     with run.preempt:
