@@ -2,7 +2,8 @@
 
 The layout tests need no torch: a torchvision-layout state_dict of numpy arrays is built from
 the Flax model's shapes and renamed as mmaction2 names it. The logits test needs torch and
-torchvision and runs with the other torch checks (skipped without them, except in CI).
+torchvision and runs with the other torch checks (skipped without them, except under
+APLT_REQUIRE_TORCH=1, which `make test-torch` sets).
 """
 import os
 import re
@@ -135,7 +136,7 @@ def test_a_checkpoint_with_wrong_keys_or_shapes_is_refused_naming_the_entries():
 
 
 def _torch():
-  if os.environ.get("CI"):  # CI installs requirements-torch.txt: never skip there
+  if os.environ.get("APLT_REQUIRE_TORCH") == "1":  # make test-torch installed it: never skip
     import torch  # pylint: disable=g-import-not-at-top
     import torchvision  # pylint: disable=g-import-not-at-top
     return torch, torchvision
