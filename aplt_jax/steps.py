@@ -43,6 +43,9 @@ class LossWeights:
   `online_agree`: E7's online pseudo-label counts only where it equals the clip's offline
   cluster (kept or not): a confident online error must also be the frozen clustering's error to
   be trained on, which breaks FixMatch's self-reinforcing loop.
+  `offline_agree`: the converse check: a kept offline label trains (E8 and the head term) only
+  where the current model's weak-view argmax equals it, so a round's wrong clusters cannot pull
+  the model away from what it already predicts (the first-round drop after warm-up).
   """
   lambda_u: float = 1.0
   alpha: float = 1.0
@@ -57,6 +60,7 @@ class LossWeights:
   center: bool = False
   online_agree: bool = False
   online_weight: float = 1.0
+  offline_agree: bool = False
 
   @classmethod
   def from_config(cls, config) -> "LossWeights":
@@ -65,7 +69,7 @@ class LossWeights:
                margin=a.margin, sync=a.sync, sync_threshold=config.ssl.threshold,
                head_weight=a.head_weight, rampup_start=config.warmup_steps,
                rampup_steps=a.rampup_steps, center=a.center, online_agree=a.online_agree,
-               online_weight=a.online_weight)
+               online_weight=a.online_weight, offline_agree=a.offline_agree)
 
   def ramp(self, step: jax.Array) -> jax.Array:
     """[] float32 factor in [0, 1] on the prototype-branch weights at global `step`."""
@@ -203,8 +207,6 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
         if protos_used and weights.online_agree:  # the offline cluster checks the online label
           w = w * (pseudo == prototypes.labels[unl["index"]]).astype(w.dtype)
         terms["u_logits"] = losses.consistency_loss(logits_s, pseudo, w)
-        if protos_used and weights.online_weight != 1.0:
-          terms["u_logits"] = weights.online_weight * terms["u_logits"]
         extra = method.extra_loss(logits_s, w, new_ssl)
         hidden = unl["hidden"]
         aux["mask_rate"] = jnp.mean(w)
@@ -217,6 +219,8 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
           else:
             yhat = prototypes.labels[unl["index"]]
             keep = prototypes.keep[unl["index"]].astype(jnp.float32)
+            if weights.offline_agree:  # the online prediction checks the offline label
+              keep = keep * (jnp.argmax(probs_w, -1) == yhat).astype(jnp.float32)
           terms["u_margin"] = losses.masked_mean(losses.cosface_loss(
               chunk(pfeats, is_), centers, yhat, scale=weights.scale, margin=weights.margin), keep)
           if weights.head_weight:
@@ -224,7 +228,8 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
           aux["proto_keep_rate"] = jnp.mean(keep)
           aux["proto_pl_acc_kept"] = _accuracy_where(yhat, hidden, keep)
         aux["loss_extra"] = extra  # The method's own term (FreeMatch's fairness), else 0.
-      total = losses.aplt_total(terms["sup_logits"], terms["sup_margin"], terms["u_logits"],
+      online = weights.online_weight * terms["u_logits"] if protos_used else terms["u_logits"]
+      total = losses.aplt_total(terms["sup_logits"], terms["sup_margin"], online,
                                 terms["u_margin"], alpha=weights.alpha * ramp,
                                 beta=weights.beta * ramp, lambda_u=weights.lambda_u) + extra
       total += weights.lambda_u * weights.head_weight * ramp * terms["u_head"]

@@ -147,6 +147,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.aplt.head_weight = 1.0  # gamma: kept offline labels also train the linear head h (E7-like).
   c.aplt.rampup_steps = 0  # alpha, beta, gamma ramp from 0 over this many steps after warm-up.
   c.aplt.online_agree = False  # E7 counts only where the online label equals the offline cluster.
+  # E8 and the head term count only where the kept offline label equals the online argmax.
+  c.aplt.offline_agree = False
   # Weight of E7 (FixMatch's online term) in APLT's loss. 0 (with head_weight 1): the parametric
   # head learns from the offline labels instead, chosen on validation (README, "Choosing the
   # offline phase"); 1 with head_weight 0 is the paper figure's objective.

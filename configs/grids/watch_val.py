@@ -1,0 +1,27 @@
+"""APLT's default objective against its agreement and ramp-up variants, on watch's VALIDATION split.
+
+  python -m aplt_jax.experiments --grid=configs/grids/watch_val.py --out=runs/watch_val \
+      --eval_split=val
+
+The base is configs/watch.py's APLT as the defaults now stand (offline labels on the head, no
+E7; README "Choosing the offline phase"). Each ablation row adds one mechanism aimed at the
+first-round drop after warm-up (a round's wrong clusters pulling the model away from what it
+already predicts); `supervised_proto` is the bar the unlabeled terms must clear.
+"""
+from configs.grids import watch
+
+
+def get_grid():
+  grid = watch.get_grid()
+  grid.update(
+      name="watch_val",
+      methods=["fixmatch", "aplt", "supervised_proto"],
+      budgets={k: v for k, v in grid["budgets"].items() if k in ("2/class", "8/class")},
+      ablations={
+          "offline_agree": {"aplt.offline_agree": True},
+          "margin_offline_agree": {"aplt.select": "margin", "aplt.offline_agree": True},
+          "rampup": {"aplt.rampup_steps": 80},
+      },
+      ablation_budgets=["2/class", "8/class"],
+  )
+  return grid
