@@ -34,6 +34,7 @@ def collect(grid: dict, cells, out: str) -> list[dict[str, Any]]:
         "seed": cell.seed, "top1": final["raw"]["top1"], "top1_ema": final["ema"]["top1"],
         "mean_class_acc": final["ema"]["mean_class_acc"], "macro_f1": final["ema"]["macro_f1"],
         "seconds": final["seconds"], "workdir": workdir,
+        "eval_split": final.get("eval_split", "test"),
         "per_class_acc": final["ema"]["per_class_acc"]})
   return records
 
@@ -69,8 +70,11 @@ def _diff_cell(d: np.ndarray) -> str:
 def results_markdown(grid: dict, records) -> str:
   """results.md: the main table, APLT's paired differences, ablations, and the cost."""
   budgets, methods = list(grid["budgets"]), list(grid["methods"])
+  splits = sorted({r["eval_split"] for r in records}) or ["test"]
+  split = {"val": "validation"}.get(splits[0], splits[0]) if len(splits) == 1 else (
+      "MIXED splits (" + " and ".join(splits) + "): these cells are not comparable")
   lines = [f"# Results: {grid['name']}", "",
-           f"EMA model on the test split, % (mean ± std over seeds {grid['seeds']}). "
+           f"EMA model on the {split} split, % (mean ± std over seeds {grid['seeds']}). "
            "Best mean per column in bold.", ""]
   header = "| method | " + " | ".join(f"{b} top-1 | {b} mean class acc" for b in budgets) + " |"
   lines += [header, "|---" * (1 + 2 * len(budgets)) + "|"]

@@ -77,6 +77,8 @@ def test_eval_split_scores_the_grid_on_validation(tmp_path, data_dir):
   assert sum(map(sum, final["ema"]["confusion"])) == 12  # the 12 validation clips, not 24 test
   config = json.loads((out / "25pct/aplt/seed0/config.json").read_text())
   assert config["data"]["eval_split"] == "val"
+  experiment_report.write_report(grid, experiments.cells(grid), str(out))
+  assert "on the validation split" in (out / "results.md").read_text()
 
 
 def test_cell_k_runs_on_shard_k_mod_n():
