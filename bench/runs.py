@@ -20,9 +20,10 @@ MA52_TRAIN, MA52_VAL = 11_250, 5_586
 
 
 def config_for(preset: str, scale: float = 1.0, data_dir: str = ""):
-  """'demo': configs/demo.py. 'ma52': MA-52's sizes and schedule times `scale`, on the demo's
-  CPU model and synthetic clips (12 classes: the synthetic set has no more)."""
-  c = demo.get_config()
+  """'demo': configs/demo.py on its 700-step schedule (docs/benchmarks.md's figures). 'ma52':
+  MA-52's sizes and schedule times `scale`, on the demo's CPU model and synthetic clips (12
+  classes: the synthetic set has no more)."""
+  c = demo.long_schedule(demo.get_config())
   c.progress = False
   c.data.data_dir = data_dir
   if preset == "ma52":

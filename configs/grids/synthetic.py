@@ -1,5 +1,6 @@
 """The paper's comparison on synthetic micro-actions: 6 methods x {10%, 50%} labels x 3 seeds,
-plus APLT's ablations at 10%. Each run is configs/demo.py (700 steps, ~3 min on 2 CPU cores).
+plus APLT's ablations at 10%. Each run is configs/demo.py on its 700-step schedule
+(`demo.long_schedule`; ~3 min on 2 CPU cores).
 
   python -m aplt_jax.experiments --grid=configs/grids/synthetic.py --out=runs/grid_synthetic
 
@@ -11,7 +12,7 @@ from configs import demo
 
 
 def get_grid():
-  base = demo.get_config("aplt")
+  base = demo.long_schedule(demo.get_config("aplt"))
   base.progress = False
   base.eval.write_features = True
   base.data.synthetic.num_val = 600  # For --eval_split=val (choosing); never trained on.
