@@ -44,8 +44,9 @@ class LossWeights:
   cluster (kept or not): a confident online error must also be the frozen clustering's error to
   be trained on, which breaks FixMatch's self-reinforcing loop.
   `offline_agree`: the converse check: a kept offline label trains (E8 and the head term) only
-  where the current model's weak-view argmax equals it, so a round's wrong clusters cannot pull
-  the model away from what it already predicts (the first-round drop after warm-up).
+  where the current model's weak-view argmax equals it (aimed at a round's wrong clusters pulling
+  the model away from what it predicts; on watch it drops few clips, as the head and the
+  clustering read one embedding: README, "A second validation round").
   """
   lambda_u: float = 1.0
   alpha: float = 1.0

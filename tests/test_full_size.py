@@ -32,9 +32,10 @@ def test_full_size_rehearsal_runs_end_to_end(tmp_path):
   out = proc.stdout
   assert "tsm_resnet50, bfloat16, clips 16x256x224x3 uint8" in out, out
   rows = dict(re.findall(r"^\|?\s*([a-z][^|\n]*?)\s*\|\s*([0-9.]+|nan)\s*\|?\s*$", out, re.M))
-  for row in ("warm-up step, first call (compile + step)", "online step, first call (compile + step)",
-              "round 1 offline (whole phase)", "round 1 steps (whole phase)",
-              "whole run (after data)", "peak host memory, GiB (max RSS)"):
+  for row in ("warm-up step, first call (compile + step)",
+              "online step, first call (compile + step)", "round 1 offline (whole phase)",
+              "round 1 steps (whole phase)", "whole run (after data)",
+              "peak host memory, GiB (max RSS)"):
     assert row in rows, (row, out)
     assert math.isfinite(float(rows[row])) and float(rows[row]) > 0, (row, out)
   # The offline phase and both online steps ran inside the whole run.
