@@ -21,6 +21,8 @@ def get_grid():
           "offline_agree": {"aplt.offline_agree": True},
           "margin_offline_agree": {"aplt.select": "margin", "aplt.offline_agree": True},
           "rampup": {"aplt.rampup_steps": 80},
+          # The unlabeled prototype loss off (the test grid's attribution rows point at it).
+          "beta0": {"aplt.beta": 0.0},
       },
       ablation_budgets=["2/class", "8/class"],
   )
