@@ -86,8 +86,7 @@ def check_config(config) -> None:
            f"aplt.threshold_q_final={c.aplt.threshold_q_final} must be None or in (0, 1].")
   _require(c.aplt.head_weight >= 0 and c.aplt.rampup_steps >= 0 and c.aplt.online_weight >= 0,
            f"aplt.head_weight={c.aplt.head_weight}, aplt.online_weight={c.aplt.online_weight} "
-           f"and aplt.rampup_steps="
-           f"{c.aplt.rampup_steps} must be >= 0.")
+           f"and aplt.rampup_steps={c.aplt.rampup_steps} must be >= 0.")
   _require(0.0 <= c.data.val_fraction < 1.0,
            f"data.val_fraction={c.data.val_fraction} must be in [0, 1).")
   _require(c.eval.head in ("linear", "proto", "ensemble"),

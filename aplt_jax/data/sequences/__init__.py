@@ -68,14 +68,15 @@ def validate(rec: Recordings, num_classes: int) -> Recordings:
       raise DataError(f"{src!r}: sequence {i} has shape {a.shape} but sequence 0 has "
                       f"[T, {', '.join(map(str, trailing))}]; every sequence needs the same "
                       "channels.")
-    # Finite values beyond float32's range would become inf below: say so, not "NaN".
-    big = np.isfinite(a) & (np.abs(a) > np.finfo(np.float32).max) if a.dtype.kind == "f" else (
-        np.zeros(a.shape, bool))
-    if big.any():
-      t = int(np.argwhere(big)[0][0])
-      raise DataError(f"{src!r}: sequence {i} has {int(big.sum())} values beyond float32's range "
-                      f"(|x| > {np.finfo(np.float32).max:.3g}; first at time step {t}); rescale "
-                      "the data (e.g. to SI units) before training.")
+    # Finite floats beyond float32's range would become inf below: say so, not "NaN". (No
+    # integer type reaches that range.)
+    if a.dtype.kind == "f":
+      big = np.isfinite(a) & (np.abs(a) > np.finfo(np.float32).max)
+      if big.any():
+        t = int(np.argwhere(big)[0][0])
+        raise DataError(f"{src!r}: sequence {i} has {int(big.sum())} values beyond float32's "
+                        f"range (|x| > {np.finfo(np.float32).max:.3g}; first at time step {t}); "
+                        "rescale the data (e.g. to SI units) before training.")
     a = a.astype(np.float32)
     bad = ~np.isfinite(a)
     if bad.any():
