@@ -1,6 +1,7 @@
 """The experiment runner on a 2-method x 1-budget x 1-seed tiny grid, end to end."""
 import csv
 import json
+import pathlib
 
 import pytest
 
@@ -101,3 +102,17 @@ def test_minutes_left_uses_finished_cells_of_the_same_method(tmp_path):
   # Left: slow/seed2 (15 min), fast/seed1-2 (1 min each), new/* (the mean of all: 620 s each).
   assert experiments.minutes_left(str(tmp_path), cells, cells) == pytest.approx(15 + 2 + 31)
   assert experiments.minutes_left(str(tmp_path), cells, cells[6:]) == pytest.approx(31)
+
+
+@pytest.mark.parametrize("name", sorted(
+    p.stem for p in (pathlib.Path(__file__).parents[1] / "configs" / "grids").glob("*.py")
+    if p.stem != "__init__"))
+def test_every_shipped_grid_loads_and_its_overrides_name_real_keys(name):
+  """A mistyped override key in a grid file fails here, not hours into a grid run."""
+  path = pathlib.Path(__file__).parents[1] / "configs" / "grids" / f"{name}.py"
+  grid = experiments.load_grid(str(path))
+  all_cells = experiments.cells(grid)
+  assert len({c.name for c in all_cells}) == len(all_cells)
+  for cell in all_cells:
+    config = experiments.apply_overrides(grid["base"], cell.overrides)
+    assert config.method == cell.method.split("-")[0] and config.seed == cell.seed

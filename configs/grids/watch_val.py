@@ -23,6 +23,8 @@ def get_grid():
           "rampup": {"aplt.rampup_steps": 80},
           # The unlabeled prototype loss off (the test grid's attribution rows point at it).
           "beta0": {"aplt.beta": 0.0},
+          # beta = 0 with FixMatch's online term back beside the offline labels on the head.
+          "beta0_e7": {"aplt.beta": 0.0, "aplt.online_weight": 1.0},
       },
       ablation_budgets=["2/class", "8/class"],
   )
