@@ -82,6 +82,9 @@ def check_config(config) -> None:
   from aplt_jax import offline  # pylint: disable=g-import-not-at-top
   _require(c.aplt.select in offline.SELECTION_SCORES,
            f"aplt.select={c.aplt.select!r} is unknown; choose one of {offline.SELECTION_SCORES}.")
+  _require(c.aplt.prototypes in offline.PROTOTYPE_SOURCES,
+           f"aplt.prototypes={c.aplt.prototypes!r} is unknown; choose one of "
+           f"{offline.PROTOTYPE_SOURCES}.")
   _require(c.aplt.threshold_q_final is None or 0.0 < c.aplt.threshold_q_final <= 1.0,
            f"aplt.threshold_q_final={c.aplt.threshold_q_final} must be None or in (0, 1].")
   _require(c.aplt.head_weight >= 0 and c.aplt.rampup_steps >= 0 and c.aplt.online_weight >= 0,

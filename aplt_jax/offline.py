@@ -51,6 +51,7 @@ class OfflineResult(NamedTuple):
 
 
 SELECTION_SCORES = ("distance", "margin", "prob")
+PROTOTYPE_SOURCES = ("refined", "labeled")
 
 
 def selection_score(z: jax.Array, centers: jax.Array, cls: jax.Array, kind: str,
@@ -102,9 +103,9 @@ def center_features(z: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Arra
   return jnp.where(valid[:, None], kmeans.l2_normalize(z - mean), 0.0), mean
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "threshold", "select"))
+@functools.partial(jax.jit, static_argnames=("num_classes", "threshold", "select", "prototypes"))
 def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, labeled_spread_q,
-            scale, *, num_classes, threshold, select="distance"):
+            scale, *, num_classes, threshold, select="distance", prototypes="refined"):
   """E3 thresholds and E4 prototypes from the k-means result, on the k-means rows.
 
   Rows mix labeled points (`labels` their class) and unlabeled ones (`unlabeled` True), in any
@@ -115,7 +116,10 @@ def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, label
     z: [N, d] features; labels: [N] int32; valid, unlabeled: [N] bool; kmeans_centers: [C, d];
     assign: [N] int32 k-means cluster of each row; q, kappa, labeled_spread_q: rule parameters;
     scale: the prototype classifier's `s` (for `select='prob'`); select: the selection score
-    that the threshold rule screens (`selection_score`).
+    that the threshold rule screens (`selection_score`); prototypes: 'refined' (E4: labeled
+    plus kept unlabeled points) or 'labeled' (labeled points only: the kept offline labels
+    still train through E7/E8, but the frozen classifier they train against cannot inherit the
+    clustering's errors).
 
   Returns:
     (prototypes [C, d], dist [N] selection score for the assigned centre, keep [N] (unlabeled
@@ -135,7 +139,11 @@ def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, label
       q=q, kappa=kappa, labeled_spread_q=labeled_spread_q)
 
   # E4: normalise(mean) == normalise(sum); a class with no member keeps its k-means centre.
-  sums = kmeans.segment_sum(z, y, is_l, c) + kmeans.segment_sum(z, assign, keep, c)
+  sums = kmeans.segment_sum(z, y, is_l, c)
+  if prototypes == "refined":
+    sums += kmeans.segment_sum(z, assign, keep, c)
+  elif prototypes != "labeled":
+    raise ValueError(f"aplt.prototypes={prototypes!r}: expected one of {PROTOTYPE_SOURCES}.")
   sq = jnp.sum(sums * sums, axis=-1, keepdims=True)
   protos = jnp.where(sq > 0, kmeans.l2_normalize(sums), kmeans_centers)
   return protos, dist_u, keep, tau
@@ -150,7 +158,8 @@ def _check_labels_cover_classes(labels, valid, num_classes: int) -> None:
 
 def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, threshold: str, q,
                         kappa, labeled_spread_q, max_iter, tol, mesh: Mesh | None,
-                        select: str = "distance", scale: float = 16.0, center: bool = False):
+                        select: str = "distance", scale: float = 16.0, center: bool = False,
+                        prototypes: str = "refined"):
   """E2-E4 over rows `z [N, d]` (host or device, sharded on `mesh` or not).
 
   `labels [N]` (-1: free), `valid [N]` and `unlabeled [N]` are host arrays. With `center`, the
@@ -175,7 +184,7 @@ def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, thresh
   params = tuple(np.float32(v) for v in (q, kappa, labeled_spread_q, scale))
   protos, dist, keep, tau = _select(z, labels, valid, unlabeled, km.centers, km.assign,
                                     *params, num_classes=num_classes, threshold=threshold,
-                                    select=select)
+                                    select=select, prototypes=prototypes)
   return km._replace(assign=km.assign[:n]), (protos, dist[:n], keep[:n], tau), offset
 
 
@@ -355,7 +364,7 @@ def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled
       q=aplt_cfg.threshold_q if q is None else q, kappa=aplt_cfg.threshold_kappa,
       labeled_spread_q=aplt_cfg.labeled_spread_q, max_iter=aplt_cfg.kmeans_max_iter,
       tol=aplt_cfg.kmeans_tol, mesh=mesh, select=aplt_cfg.select, scale=aplt_cfg.scale,
-      center=aplt_cfg.center)
+      center=aplt_cfg.center, prototypes=aplt_cfg.prototypes)
   host = parallel.to_host(dict(assign=km.assign, dist=dist, keep=keep, centers=km.centers,
                                protos=protos_c, tau=tau, iters=km.num_iters,
                                objective=km.objective,

@@ -142,6 +142,8 @@ def get_config() -> ml_collections.ConfigDict:
   # The offline phase's strength (DESIGN 2, "Open"; chosen on validation splits, README).
   c.aplt.select = "distance"  # Score the threshold screens: distance | margin | prob.
   c.aplt.center = False  # Centre the offline features (and the prototype branch's) on their mean.
+  # The frozen prototypes m_c: refined (E4, labeled + kept unlabeled) | labeled (labeled only).
+  c.aplt.prototypes = "refined"
   c.aplt.threshold_q_final = config_dict.placeholder(float)  # q grows linearly to this by the
   # last round (None: q stays aplt.threshold_q).
   c.aplt.head_weight = 1.0  # gamma: kept offline labels also train the linear head h (E7-like).

@@ -49,7 +49,8 @@ def _run_phase(case, num_classes=2, devices=1, threshold="quantile", q=0.0, **kn
   aplt_cfg = ml_collections.ConfigDict(dict(
       labeled_views=0, threshold=threshold, threshold_q=q, threshold_kappa=0.0,
       labeled_spread_q=0.9, kmeans_max_iter=100, kmeans_tol=1e-5,
-      **{"select": "distance", "center": False, "scale": 16.0, **knobs}))
+      **{"select": "distance", "center": False, "scale": 16.0, "prototypes": "refined",
+         **knobs}))
   embed_step = jax.jit(lambda state, x, key, weak, use_ema: x, static_argnums=(3, 4))
   return offline.run_offline_phase(
       embed_step, None, dataset, np.arange(len(z_l)), np.arange(len(z_l), len(z)),
@@ -208,6 +209,19 @@ def test_centred_offline_phase_stores_the_offset(case):
   np.testing.assert_allclose(np.linalg.norm(np.asarray(protos.centers), axis=1), 1.0, rtol=1e-5)
   plain, _ = _run_phase(case, threshold="none")
   np.testing.assert_array_equal(np.asarray(plain.offset), 0.0)
+
+
+def test_labeled_prototypes_leave_the_kept_rows_out_of_the_centres(case):
+  """`prototypes='labeled'`: same clusters and kept rows, centres from labeled points alone."""
+  refined, _ = _run_phase(case, q=0.0)
+  labeled, _ = _run_phase(case, q=0.0, prototypes="labeled")
+  for field in ("labels", "keep", "thresholds"):
+    np.testing.assert_array_equal(np.asarray(getattr(labeled, field)),
+                                  np.asarray(getattr(refined, field)))
+  # By hand: class 0's labeled rows lie along +x, class 1's along +y (see `case`); the refined
+  # centres are pulled toward the kept 10- and 80-degree rows.
+  np.testing.assert_allclose(np.asarray(labeled.centers), [_unit(0), _unit(90)], atol=1e-6)
+  assert not np.allclose(np.asarray(refined.centers), np.asarray(labeled.centers), atol=1e-2)
 
 
 @pytest.mark.parametrize("q, q_final, rounds, expected", [

@@ -25,6 +25,8 @@ def get_grid():
           "beta0": {"aplt.beta": 0.0},
           # beta = 0 with FixMatch's online term back beside the offline labels on the head.
           "beta0_e7": {"aplt.beta": 0.0, "aplt.online_weight": 1.0},
+          # The frozen prototypes from labeled points only (the kept rows still train via E8).
+          "labeled_protos": {"aplt.prototypes": "labeled"},
       },
       ablation_budgets=["2/class", "8/class"],
   )
