@@ -118,8 +118,8 @@ def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, label
     scale: the prototype classifier's `s` (for `select='prob'`); select: the selection score
     that the threshold rule screens (`selection_score`); prototypes: 'refined' (E4: labeled
     plus kept unlabeled points) or 'labeled' (labeled points only: the kept offline labels
-    still train through E7/E8, but the frozen classifier they train against cannot inherit the
-    clustering's errors).
+    still train through E8 and the head term, but the frozen classifier they train against
+    cannot inherit the clustering's errors).
 
   Returns:
     (prototypes [C, d], dist [N] selection score for the assigned centre, keep [N] (unlabeled

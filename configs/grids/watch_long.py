@@ -21,7 +21,7 @@ def get_grid():
       name="watch_long",
       methods=["supervised", "fixmatch", "aplt", "supervised_proto"],
       budgets={"2/class": grid["budgets"]["2/class"]},
-      seeds=[0, 1, 2],
+      seeds=[0, 1, 2, 3, 4],
       ablations={},
       ablation_budgets=[],
   )

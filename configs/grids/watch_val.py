@@ -27,6 +27,9 @@ def get_grid():
           "beta0_e7": {"aplt.beta": 0.0, "aplt.online_weight": 1.0},
           # The frozen prototypes from labeled points only (the kept rows still train via E8).
           "labeled_protos": {"aplt.prototypes": "labeled"},
+          # The evaluated head (training unchanged): the frozen prototypes, or both heads' mean.
+          "head_proto": {"eval.head": "proto"},
+          "head_ensemble": {"eval.head": "ensemble"},
       },
       ablation_budgets=["2/class", "8/class"],
   )
