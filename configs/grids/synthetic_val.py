@@ -1,12 +1,12 @@
-"""APLT's default against beta = 0 and the other evaluated heads, on synthetic's VALIDATION
-split (10% labels).
+"""APLT's default against beta = 0, head_weight = 0 and the other evaluated heads, on synthetic's
+VALIDATION split (10% labels).
 
   python -m aplt_jax.experiments --grid=configs/grids/synthetic_val.py --out=runs/synthetic_val \
       --eval_split=val
 
 The synthetic grid's setting (configs/grids/synthetic.py, 700 steps, 3 seeds) with only the rows
-the choices of beta and eval.head need; scored on its 600 validation clips, which training
-never reads.
+the choices of beta, head_weight and eval.head need; scored on its 600 validation clips, which
+training never reads.
 """
 from configs.grids import synthetic
 
@@ -19,6 +19,8 @@ def get_grid():
       budgets={"10%": grid["budgets"]["10%"]},
       ablations={
           "beta0": {"aplt.beta": 0.0},
+          # The kept offline labels on E8 only, not on the linear head.
+          "head0": {"aplt.head_weight": 0.0},
           # The evaluated head (training unchanged): the frozen prototypes, or both heads' mean.
           "head_proto": {"eval.head": "proto"},
           "head_ensemble": {"eval.head": "ensemble"},

@@ -27,6 +27,8 @@ def get_grid():
           "beta0_e7": {"aplt.beta": 0.0, "aplt.online_weight": 1.0},
           # The frozen prototypes from labeled points only (the kept rows still train via E8).
           "labeled_protos": {"aplt.prototypes": "labeled"},
+          # The kept offline labels on E8 only, not on the linear head (beta0's counterpart).
+          "head0": {"aplt.head_weight": 0.0},
           # The evaluated head (training unchanged): the frozen prototypes, or both heads' mean.
           "head_proto": {"eval.head": "proto"},
           "head_ensemble": {"eval.head": "ensemble"},
