@@ -188,17 +188,18 @@ def run_grid(grid: dict, out: str, only: list[str] | None = None,
   from aplt_jax import train  # pylint: disable=g-import-not-at-top
   all_cells = cells(grid)
   todo = [c for c in shard_of(all_cells, shard) if not only or any(s in c.name for s in only)]
+  # Every cell's config before the first run: a mistyped override key fails now, not hours in.
+  configs = [apply_overrides(grid["base"], c.overrides + (
+      (("data.eval_split", eval_split),) if eval_split else ())) for c in todo]
   failures = []
   t0 = time.time()
-  for i, cell in enumerate(todo):
+  for i, (cell, config) in enumerate(zip(todo, configs)):
     workdir = os.path.join(out, cell.name)
     if os.path.exists(os.path.join(workdir, "final.json")):
       continue
     left = minutes_left(out, all_cells, todo[i:])
     print(f"[{i + 1}/{len(todo)}] {cell.name} ({(time.time() - t0) / 60:.1f} min so far" +
           (f", about {left:.0f} min left)" if left is not None else ")"), flush=True)
-    config = apply_overrides(grid["base"], cell.overrides + (
-        (("data.eval_split", eval_split),) if eval_split else ()))
     try:
       final = train.train_and_evaluate(config, workdir)
       write_hparams(config, all_cells, cell, workdir, final)

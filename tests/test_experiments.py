@@ -1,4 +1,5 @@
-"""The experiment runner on a 2-method x 1-budget x 1-seed tiny grid, end to end."""
+"""The experiment runner on a 2-method x 1-budget x 1-seed tiny grid, end to end; every shipped
+grid file loads."""
 import csv
 import json
 import pathlib
@@ -104,13 +105,24 @@ def test_minutes_left_uses_finished_cells_of_the_same_method(tmp_path):
   assert experiments.minutes_left(str(tmp_path), cells, cells[6:]) == pytest.approx(31)
 
 
+def test_a_mistyped_override_fails_before_any_cell_trains(tmp_path, data_dir):
+  """The typo is in the last cell's ablation; the first two cells must not have run."""
+  path = tmp_path / "grid.py"
+  path.write_text(GRID.format(data_dir=str(data_dir)).replace('"aplt.sync"', '"aplt.snyc"'))
+  grid = experiments.load_grid(str(path))
+  with pytest.raises(KeyError, match="snyc"):
+    experiments.run_grid(grid, str(tmp_path / "out"))
+  assert not (tmp_path / "out").exists()
+
+
+SHIPPED_GRIDS = pathlib.Path(__file__).parents[1] / "configs" / "grids"
+
+
 @pytest.mark.parametrize("name", sorted(
-    p.stem for p in (pathlib.Path(__file__).parents[1] / "configs" / "grids").glob("*.py")
-    if p.stem != "__init__"))
+    p.stem for p in SHIPPED_GRIDS.glob("*.py") if p.stem != "__init__"))
 def test_every_shipped_grid_loads_and_its_overrides_name_real_keys(name):
   """A mistyped override key in a grid file fails here, not hours into a grid run."""
-  path = pathlib.Path(__file__).parents[1] / "configs" / "grids" / f"{name}.py"
-  grid = experiments.load_grid(str(path))
+  grid = experiments.load_grid(str(SHIPPED_GRIDS / f"{name}.py"))
   all_cells = experiments.cells(grid)
   assert len({c.name for c in all_cells}) == len(all_cells)
   for cell in all_cells:
