@@ -7,6 +7,7 @@ baseline per seed: mean ± std and the number of seeds APLT won.
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 from typing import Any
@@ -135,6 +136,45 @@ def _round_series(workdir: str):
   }
 
 
+def absorbed_clusters(workdir: str, share: float = 0.3) -> list[tuple[float, int, float]]:
+  """Per offline round of a run, from `offline/round_*.npz` (hidden labels of the training clips):
+  (kept accuracy, clusters whose kept members hold >= `share` of one other class, the fraction
+  of kept errors that come from each cluster's largest intruding class); NaN where undefined."""
+  rows = []
+  for path in sorted(glob.glob(os.path.join(workdir, "offline", "round_*.npz"))):
+    with np.load(path) as d:
+      keep, c = d["keep"], len(d["centers"])
+      counts = np.zeros((c, c), int)  # [hidden, pseudo]
+      np.add.at(counts, (d["hidden"][keep], d["pseudo_label"][keep]), 1)
+    errors = counts.sum() - np.trace(counts)
+    intruder = (counts - np.diag(np.diag(counts))).max(axis=0)  # [C], per pseudo-label
+    rows.append((np.trace(counts) / counts.sum() if counts.sum() else np.nan,
+                 int((intruder >= share * np.maximum(counts.sum(axis=0), 1)).sum()),
+                 intruder.sum() / errors if errors else np.nan))
+  return rows
+
+
+def absorbed_markdown(grid: dict, records) -> str:
+  """Per APLT row and budget, means over seeds per round of `absorbed_clusters`."""
+  lines = ["## Kept offline labels by cluster (training clips' hidden labels)", "",
+           "Per round: kept accuracy %, clusters whose kept clips are >= 30% one other class, "
+           "share % of kept errors from each cluster's largest intruding class. Mean over seeds.",
+           "", "| method | budget | kept accuracy | absorbed clusters | errors from one intruder |",
+           "|---|---|---|---|---|"]
+  for m in sorted({r["method"] for r in records if r["method"].startswith("aplt")}):
+    for b in grid["budgets"]:
+      runs = [absorbed_clusters(r["workdir"]) for r in _by(records, budget=b, method=m)]
+      runs = [x for x in runs if x]
+      if not runs:
+        continue
+      k = min(map(len, runs))
+      mean = np.nanmean(np.asarray([x[:k] for x in runs], float), axis=0)  # [rounds, 3]
+      cell = lambda j, f: " ".join(f(v) for v in mean[:, j])
+      lines.append(f"| {m} | {b} | {cell(0, lambda v: f'{100 * v:.0f}')} | "
+                   f"{cell(1, lambda v: f'{v:.1f}')} | {cell(2, lambda v: f'{100 * v:.0f}')} |")
+  return "\n".join(lines) + "\n"
+
+
 def _mean_curve(series, xkey, ykey):
   """Mean over runs of y at the x values all runs share."""
   if not series:
@@ -241,7 +281,8 @@ def plot_embedding(grid, records, path: str) -> None:
 
 
 def write_report(grid: dict, cells, out: str, class_names=None) -> list[dict]:
-  """Writes results.csv, results.md, pseudo_labels.png, per_class.png, embedding.png."""
+  """Writes results.csv, results.md (with `absorbed_markdown`), pseudo_labels.png,
+  per_class.png, embedding.png."""
   records = collect(grid, cells, out)
   with open(os.path.join(out, "results.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -249,6 +290,7 @@ def write_report(grid: dict, cells, out: str, class_names=None) -> list[dict]:
     w.writerows(records)
   with open(os.path.join(out, "results.md"), "w") as f:
     f.write(results_markdown(grid, records))
+    f.write("\n" + absorbed_markdown(grid, records))
   if records:
     plot_pseudo_labels(grid, records, os.path.join(out, "pseudo_labels.png"))
     plot_per_class(grid, records, os.path.join(out, "per_class.png"), class_names)

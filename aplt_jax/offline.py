@@ -105,7 +105,8 @@ def center_features(z: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Arra
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "threshold", "select", "prototypes"))
 def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, labeled_spread_q,
-            scale, *, num_classes, threshold, select="distance", prototypes="refined"):
+            scale, vouched=None, *, num_classes, threshold, select="distance",
+            prototypes="refined"):
   """E3 thresholds and E4 prototypes from the k-means result, on the k-means rows.
 
   Rows mix labeled points (`labels` their class) and unlabeled ones (`unlabeled` True), in any
@@ -119,7 +120,8 @@ def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, label
     that the threshold rule screens (`selection_score`); prototypes: 'refined' (E4: labeled
     plus kept unlabeled points) or 'labeled' (labeled points only: the kept offline labels
     still train through E8 and the head term, but the frozen classifier they train against
-    cannot inherit the clustering's errors).
+    cannot inherit the clustering's errors); vouched: [N] bool or None, rows allowed to be
+    kept (`vouched_rows`), applied after the threshold.
 
   Returns:
     (prototypes [C, d], dist [N] selection score for the assigned centre, keep [N] (unlabeled
@@ -137,6 +139,8 @@ def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, label
   tau, keep = thresholds_lib.compute(
       threshold, dist_u, assign, is_u, dist_l, y, is_l, c,
       q=q, kappa=kappa, labeled_spread_q=labeled_spread_q)
+  if vouched is not None:
+    keep &= vouched
 
   # E4: normalise(mean) == normalise(sum); a class with no member keeps its k-means centre.
   sums = kmeans.segment_sum(z, y, is_l, c)
@@ -149,6 +153,38 @@ def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, label
   return protos, dist_u, keep, tau
 
 
+def vouched_rows(z, labels, valid, assign, num_modes: int, seed: int,
+                 majority: bool = False) -> np.ndarray:
+  """[N] bool: rows whose mode is vouched for by labeled rows of their own cluster label.
+
+  The modes are `num_modes` clusters of an unconstrained spherical k-means over every valid row
+  (host numpy `z [N, d]`, k-means++ init from `seed`). A row is vouched when its mode holds
+  labeled rows (`labels >= 0`) of its label `assign` and none of another label (with `majority`:
+  more of its label than of any other one). A semi-supervised cluster that absorbed another
+  class's mode keeps only the part its own labeled clips sit in. Invalid rows never are.
+  """
+  valid = np.asarray(valid, bool)
+  labels, assign = np.asarray(labels), np.asarray(assign)
+  x = np.asarray(kmeans.l2_normalize(jnp.where(valid[:, None], jnp.asarray(z, jnp.float32), 0.)))
+  rows = np.flatnonzero(valid)
+  rng = np.random.default_rng(seed)
+  init = [x[rng.choice(rows)]]
+  gap = np.full(len(rows), np.inf)
+  for _ in range(1, num_modes):  # k-means++: next centre with prob ~ squared distance.
+    gap = np.minimum(gap, np.sum(np.square(x[rows] - init[-1]), axis=-1))
+    init.append(x[rows[rng.choice(len(rows), p=gap / gap.sum())]] if gap.sum() > 0 else init[-1])
+  mode = np.asarray(kmeans.jit_euclidean_kmeans(x, np.stack(init), valid).assign)
+  is_l = valid & (labels >= 0)
+  assign = np.clip(assign, 0, None)  # padding rows may carry anything
+  counts = np.zeros((num_modes, max(labels.max(), assign.max()) + 1), np.int64)  # [M, C]
+  np.add.at(counts, (mode[is_l], labels[is_l]), 1)
+  per_row = counts[mode]  # [N, C] labeled rows of each label in the row's mode
+  own = per_row[np.arange(len(mode)), assign]
+  per_row[np.arange(len(mode)), assign] = -1
+  other = per_row.max(axis=1)  # the most labeled rows of any other label
+  return valid & (own > 0) & (other < own if majority else other <= 0)
+
+
 def _check_labels_cover_classes(labels, valid, num_classes: int) -> None:
   y, v = np.asarray(labels), np.asarray(valid, bool)
   present = np.bincount(y[v & (y >= 0) & (y < num_classes)], minlength=num_classes)
@@ -159,11 +195,14 @@ def _check_labels_cover_classes(labels, valid, num_classes: int) -> None:
 def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, threshold: str, q,
                         kappa, labeled_spread_q, max_iter, tol, mesh: Mesh | None,
                         select: str = "distance", scale: float = 16.0, center: bool = False,
-                        prototypes: str = "refined"):
+                        prototypes: str = "refined", vouch_modes: int = 0,
+                        vouch_majority: bool = False, seed: int = 0):
   """E2-E4 over rows `z [N, d]` (host or device, sharded on `mesh` or not).
 
   `labels [N]` (-1: free), `valid [N]` and `unlabeled [N]` are host arrays. With `center`, the
-  rows are first centred on their valid mean (`center_features`). Returns the k-means result,
+  rows are first centred on their valid mean (`center_features`). With `vouch_modes` r > 0, only
+  rows of a vouched mode among r*C can be kept (`vouched_rows`: `seed` its init,
+  `vouch_majority` its rule; the features go to the host for it). Returns the k-means result,
   `_select`'s (prototypes, dist [N], keep [N], thresholds [C]) and the offset [d].
   """
   n = z.shape[0]
@@ -182,9 +221,16 @@ def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, thresh
     km = kmeans.sharded_spherical_kmeans(mesh, z, labels, valid, num_classes,
                                          max_iter=max_iter, tol=tol)
   params = tuple(np.float32(v) for v in (q, kappa, labeled_spread_q, scale))
+  vouched = None
+  if vouch_modes:
+    from aplt_jax import parallel  # pylint: disable=g-import-not-at-top
+    vouched = vouched_rows(*parallel.to_host((z, labels, valid, km.assign)),
+                           vouch_modes * num_classes, seed, vouch_majority)
+    vouched = (jnp.asarray(vouched) if mesh is None
+               else kmeans.shard_rows(mesh, (vouched, False))[0])
   protos, dist, keep, tau = _select(z, labels, valid, unlabeled, km.centers, km.assign,
-                                    *params, num_classes=num_classes, threshold=threshold,
-                                    select=select, prototypes=prototypes)
+                                    *params, vouched, num_classes=num_classes,
+                                    threshold=threshold, select=select, prototypes=prototypes)
   return km._replace(assign=km.assign[:n]), (protos, dist[:n], keep[:n], tau), offset
 
 
@@ -364,7 +410,9 @@ def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled
       q=aplt_cfg.threshold_q if q is None else q, kappa=aplt_cfg.threshold_kappa,
       labeled_spread_q=aplt_cfg.labeled_spread_q, max_iter=aplt_cfg.kmeans_max_iter,
       tol=aplt_cfg.kmeans_tol, mesh=mesh, select=aplt_cfg.select, scale=aplt_cfg.scale,
-      center=aplt_cfg.center, prototypes=aplt_cfg.prototypes)
+      center=aplt_cfg.center, prototypes=aplt_cfg.prototypes,
+      vouch_modes=aplt_cfg.vouch_modes, vouch_majority=aplt_cfg.vouch_majority,
+      seed=int(jax.random.randint(jax.random.fold_in(key, views + 1), (), 0, 2**31 - 1)))
   host = parallel.to_host(dict(assign=km.assign, dist=dist, keep=keep, centers=km.centers,
                                protos=protos_c, tau=tau, iters=km.num_iters,
                                objective=km.objective,

@@ -144,6 +144,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.aplt.center = False  # Centre the offline features (and the prototype branch's) on their mean.
   # The frozen prototypes m_c: refined (E4, labeled + kept unlabeled) | labeled (labeled only).
   c.aplt.prototypes = "refined"
+  # 0: off; r > 0: a kept row must lie in one of r*C unconstrained k-means modes whose labeled
+  # rows all carry its cluster label (offline.vouched_rows).
+  c.aplt.vouch_modes = 0
+  c.aplt.vouch_majority = False  # vouched by the majority of the mode's labeled rows, not all.
   c.aplt.threshold_q_final = config_dict.placeholder(float)  # q grows linearly to this by the
   # last round (None: q stays aplt.threshold_q).
   c.aplt.head_weight = 1.0  # gamma: kept offline labels also train the linear head h (E7-like).

@@ -4,6 +4,7 @@ import csv
 import json
 import pathlib
 
+import numpy as np
 import pytest
 
 from aplt_jax import experiment_report
@@ -44,6 +45,7 @@ def test_tiny_grid_on_two_shards_writes_tables_figures_and_hparams(tmp_path, dat
   assert set(experiment_report.CSV_FIELDS) <= set(rows[0])
   md = (out / "results.md").read_text()
   assert "| aplt |" in md and "| fixmatch |" in md and "/1 won)" in md
+  assert "| aplt | 25% |" in md and "| fixmatch | 25% |" not in md  # offline labels by cluster
   for fig in ("pseudo_labels.png", "per_class.png", "embedding.png"):
     assert (out / fig).stat().st_size > 1000, fig
   # TensorBoard's HParams session per run, with the columns every cell shares.
@@ -81,6 +83,20 @@ def test_eval_split_scores_the_grid_on_validation(tmp_path, data_dir):
   assert config["data"]["eval_split"] == "val"
   experiment_report.write_report(grid, experiments.cells(grid), str(out))
   assert "on the validation split" in (out / "results.md").read_text()
+
+
+def test_absorbed_clusters_by_hand(tmp_path):
+  """Kept rows per pseudo-label: 0 <- hidden [0 0 0 1 1], 1 <- [1 1 2], 2 <- [2 2 2 0 1]; one
+  unkept row. Errors 2 + 1 + 2 = 5, largest intruders 2 + 1 + 1 = 4; clusters 0 and 1 hold
+  >= 30% of one other class (2 of 5, 1 of 3), cluster 2 does not (1 of 5)."""
+  hidden = [0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 0, 1, 2]
+  pseudo = [0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 0]
+  keep = [True] * 13 + [False]
+  (tmp_path / "offline").mkdir()
+  np.savez(tmp_path / "offline" / "round_001.npz", hidden=np.int32(hidden),
+           pseudo_label=np.int32(pseudo), keep=np.bool_(keep), centers=np.zeros((3, 4)))
+  [(acc, absorbed, share)] = experiment_report.absorbed_clusters(str(tmp_path))
+  assert (acc, absorbed, share) == (pytest.approx(8 / 13), 2, pytest.approx(0.8))
 
 
 def test_cell_k_runs_on_shard_k_mod_n():

@@ -50,6 +50,7 @@ def _run_phase(case, num_classes=2, devices=1, threshold="quantile", q=0.0, **kn
       labeled_views=0, threshold=threshold, threshold_q=q, threshold_kappa=0.0,
       labeled_spread_q=0.9, kmeans_max_iter=100, kmeans_tol=1e-5,
       **{"select": "distance", "center": False, "scale": 16.0, "prototypes": "refined",
+         "vouch_modes": 0, "vouch_majority": False,
          **knobs}))
   embed_step = jax.jit(lambda state, x, key, weak, use_ema: x, static_argnums=(3, 4))
   return offline.run_offline_phase(
@@ -233,3 +234,39 @@ def test_labeled_prototypes_leave_the_kept_rows_out_of_the_centres(case):
 def test_kept_fraction_schedule(q, q_final, rounds, expected):
   got = [offline.kept_fraction(q, q_final, r, rounds) for r in range(1, rounds + 1)]
   np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("majority", [False, True])
+def test_vouched_rows_need_labeled_rows_of_the_same_label_in_their_mode(majority):
+  """Three tight modes at 0, 90 and -60 degrees and an invalid row: the 0-degree mode holds two
+  class-0 labeled rows, the 90-degree mode two of class 1 and one of class 0, the -60 none."""
+  z = np.stack([_unit(0), _unit(0), _unit(90), _unit(90), _unit(90), _unit(0), _unit(0),
+                _unit(90), _unit(90), _unit(-60), _unit(-60), _unit(0)]).astype(np.float32)
+  labels = np.array([0, 0, 1, 1, 0, -1, -1, -1, -1, -1, -1, -1])
+  assign = np.array([0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0])
+  valid = np.array([True] * 11 + [False])
+  got = offline.vouched_rows(z, labels, valid, assign, num_modes=3, seed=0, majority=majority)
+  # Unlabeled rows: 5 (0 degrees, label 0) is vouched, 6 (label 1 in class 0's mode) is not;
+  # at 90 degrees labels 1 win 2 to 1, so row 7 (label 1) is vouched by a majority only and
+  # row 8 (label 0) never; 9-10 sit in a mode no labeled row vouches for; 11 is padding.
+  np.testing.assert_array_equal(got[5:], [True, False, majority, False, False, False, False])
+  np.testing.assert_array_equal(got[:5], [True, True, majority, majority, False])
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_vouching_drops_an_absorbed_mode_from_the_kept_rows(devices):
+  """Class 0's cluster absorbs an unlabeled mode at -60 degrees (nearer +x than +y); with q = 1
+  every unlabeled row is kept, and vouching drops exactly that mode and its pull on the centre
+  (on 2 devices the rows are padded and sharded)."""
+  z_l = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]], np.float32)
+  z_u = np.stack([1.5 * _unit(0), _unit(-60), 2 * _unit(-60), 0.5 * _unit(90)])
+  vouch_case = (z_l, np.array([0, 0, 1], np.int32), z_u.astype(np.float32),
+                np.array([0, 1, 1, 1], np.int32))
+  plain, _ = _run_phase(vouch_case, q=1.0)
+  vouched, _ = _run_phase(vouch_case, devices=devices, q=1.0, vouch_modes=2)
+  np.testing.assert_array_equal(np.asarray(plain.labels)[3:], [0, 0, 0, 1])
+  np.testing.assert_array_equal(np.asarray(plain.keep)[3:], [True, True, True, True])
+  np.testing.assert_array_equal(np.asarray(vouched.labels)[3:], [0, 0, 0, 1])
+  np.testing.assert_array_equal(np.asarray(vouched.keep)[3:], [True, False, False, True])
+  np.testing.assert_allclose(np.asarray(vouched.centers), [_unit(0), _unit(90)], atol=1e-6)
+  assert not np.allclose(np.asarray(plain.centers)[0], _unit(0), atol=1e-2)

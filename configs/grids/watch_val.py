@@ -32,6 +32,10 @@ def get_grid():
           # The evaluated head (training unchanged): the frozen prototypes, or both heads' mean.
           "head_proto": {"eval.head": "proto"},
           "head_ensemble": {"eval.head": "ensemble"},
+          # Kept only where a labeled clip of the same label vouches for the row's mode.
+          "vouch": {"aplt.vouch_modes": 3},
+          # The same with the mode's labeled majority vouching (unanimity starved synthetic).
+          "vouch_majority": {"aplt.vouch_modes": 3, "aplt.vouch_majority": True},
       },
       ablation_budgets=["2/class", "8/class"],
   )
