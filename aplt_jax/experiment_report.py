@@ -155,12 +155,14 @@ def absorbed_clusters(workdir: str, share: float = 0.3) -> list[tuple[float, int
 
 
 def absorbed_markdown(grid: dict, records) -> str:
-  """Per APLT row and budget, means over seeds per round of `absorbed_clusters`."""
+  """Per APLT row and budget, means over seeds per round of `absorbed_clusters` ('' when no run
+  has offline rounds)."""
   lines = ["## Kept offline labels by cluster (training clips' hidden labels)", "",
            "Per round: kept accuracy %, clusters whose kept clips are >= 30% one other class, "
            "share % of kept errors from each cluster's largest intruding class. Mean over seeds.",
            "", "| method | budget | kept accuracy | absorbed clusters | errors from one intruder |",
            "|---|---|---|---|---|"]
+  header = len(lines)
   for m in sorted({r["method"] for r in records if r["method"].startswith("aplt")}):
     for b in grid["budgets"]:
       runs = [absorbed_clusters(r["workdir"]) for r in _by(records, budget=b, method=m)]
@@ -172,7 +174,7 @@ def absorbed_markdown(grid: dict, records) -> str:
       cell = lambda j, f: " ".join(f(v) for v in mean[:, j])
       lines.append(f"| {m} | {b} | {cell(0, lambda v: f'{100 * v:.0f}')} | "
                    f"{cell(1, lambda v: f'{v:.1f}')} | {cell(2, lambda v: f'{100 * v:.0f}')} |")
-  return "\n".join(lines) + "\n"
+  return "\n".join(lines) + "\n" if len(lines) > header else ""
 
 
 def _mean_curve(series, xkey, ykey):
@@ -290,7 +292,9 @@ def write_report(grid: dict, cells, out: str, class_names=None) -> list[dict]:
     w.writerows(records)
   with open(os.path.join(out, "results.md"), "w") as f:
     f.write(results_markdown(grid, records))
-    f.write("\n" + absorbed_markdown(grid, records))
+    absorbed = absorbed_markdown(grid, records)
+    if absorbed:
+      f.write("\n" + absorbed)
   if records:
     plot_pseudo_labels(grid, records, os.path.join(out, "pseudo_labels.png"))
     plot_per_class(grid, records, os.path.join(out, "per_class.png"), class_names)

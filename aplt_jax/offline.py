@@ -157,11 +157,12 @@ def vouched_rows(z, labels, valid, assign, num_modes: int, seed: int,
                  majority: bool = False) -> np.ndarray:
   """[N] bool: rows whose mode is vouched for by labeled rows of their own cluster label.
 
-  The modes are `num_modes` clusters of an unconstrained spherical k-means over every valid row
-  (host numpy `z [N, d]`, k-means++ init from `seed`). A row is vouched when its mode holds
-  labeled rows (`labels >= 0`) of its label `assign` and none of another label (with `majority`:
-  more of its label than of any other one). A semi-supervised cluster that absorbed another
-  class's mode keeps only the part its own labeled clips sit in. Invalid rows never are.
+  The modes are `num_modes` clusters of an unconstrained Lloyd k-means
+  (`kmeans.euclidean_kmeans`) over the valid rows of `z [N, d]` (host numpy), unit-normalised,
+  from a k-means++ start drawn with `seed`. A row is vouched when its mode holds labeled rows
+  (`labels >= 0`) of its label `assign` and none of another label (with `majority`: more of its
+  label than of any other one). A semi-supervised cluster that absorbed another class's mode
+  keeps only the part its own labeled clips sit in. Invalid rows are never vouched.
   """
   valid = np.asarray(valid, bool)
   labels, assign = np.asarray(labels), np.asarray(assign)

@@ -97,6 +97,8 @@ def test_absorbed_clusters_by_hand(tmp_path):
            pseudo_label=np.int32(pseudo), keep=np.bool_(keep), centers=np.zeros((3, 4)))
   [(acc, absorbed, share)] = experiment_report.absorbed_clusters(str(tmp_path))
   assert (acc, absorbed, share) == (pytest.approx(8 / 13), 2, pytest.approx(0.8))
+  # No APLT run with offline rounds: no section at all, not an empty table.
+  assert experiment_report.absorbed_markdown({"budgets": {"25%": {}}}, []) == ""
 
 
 def test_cell_k_runs_on_shard_k_mod_n():
