@@ -17,7 +17,7 @@ import numpy as np
 from aplt_jax import metric_writer
 
 CSV_FIELDS = ("dataset", "method", "budget", "seed", "top1", "top1_ema", "mean_class_acc",
-              "macro_f1", "seconds")
+              "macro_f1", "seconds", "eval_split")
 
 
 def collect(grid: dict, cells, out: str) -> list[dict[str, Any]]:
@@ -38,6 +38,29 @@ def collect(grid: dict, cells, out: str) -> list[dict[str, Any]]:
         "eval_split": final.get("eval_split", "test"),
         "per_class_acc": final["ema"]["per_class_acc"]})
   return records
+
+
+def reused_records(path: str, grid: dict, cells, records) -> list[dict[str, Any]]:
+  """Rows of an earlier results.csv (`path`) for the grid's cells that have no finished run here,
+  e.g. baselines that a change of APLT's defaults does not touch. Every reused row must name this
+  grid's dataset and a cell of it; they enter the tables only (no workdir, so no curves)."""
+  done = {(r["method"], r["budget"], r["seed"]) for r in records}
+  wanted = {(c.method, c.budget, c.seed) for c in cells} - done
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  alien = sorted({r["dataset"] for r in rows} - {grid["name"]})
+  if alien:
+    raise ValueError(f"--reuse={path} holds rows of dataset(s) {alien}, not of grid "
+                     f"{grid['name']!r}.")
+  reused = []
+  for r in rows:
+    key = (r["method"], r["budget"], int(r["seed"]))
+    if key in wanted:
+      numbers = ("top1", "top1_ema", "mean_class_acc", "macro_f1", "seconds")
+      reused.append({**{k: float(r[k]) for k in numbers}, "dataset": r["dataset"],
+                     "method": key[0], "budget": key[1], "seed": key[2], "workdir": None,
+                     "eval_split": r.get("eval_split") or "test", "per_class_acc": None})
+  return reused
 
 
 def _by(records, **match):
@@ -282,16 +305,23 @@ def plot_embedding(grid, records, path: str) -> None:
   plt.close(fig)
 
 
-def write_report(grid: dict, cells, out: str, class_names=None) -> list[dict]:
+def write_report(grid: dict, cells, out: str, class_names=None,
+                 reuse: str | None = None) -> list[dict]:
   """Writes results.csv, results.md (with `absorbed_markdown`), pseudo_labels.png,
-  per_class.png, embedding.png."""
+  per_class.png, embedding.png. With `reuse` (an earlier results.csv), cells without a run
+  here are read from it for the tables (`reused_records`); the figures use the runs here."""
   records = collect(grid, cells, out)
+  reused = reused_records(reuse, grid, cells, records) if reuse else []
   with open(os.path.join(out, "results.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
     w.writeheader()
-    w.writerows(records)
+    w.writerows(records + reused)
   with open(os.path.join(out, "results.md"), "w") as f:
-    f.write(results_markdown(grid, records))
+    f.write(results_markdown(grid, records + reused))
+    if reused:
+      f.write(f"\n{len(reused)} of these runs were not rerun: their rows are read from {reuse} "
+              f"({', '.join(sorted({r['method'] for r in reused}))}); the section below and the "
+              "figures use the runs rerun here.\n")
     absorbed = absorbed_markdown(grid, records)
     if absorbed:
       f.write("\n" + absorbed)

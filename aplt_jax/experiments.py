@@ -41,6 +41,9 @@ flags.DEFINE_enum("eval_split", None, ["val", "test"],
                   "Score every cell on this split: val for choosing defaults and variants, test "
                   "for the reported tables (default: the grid's own, normally test). Use a "
                   "separate --out for each.")
+flags.DEFINE_string("reuse", None, "An earlier results.csv of this grid: cells with no finished "
+                    "run under --out are read from it for the tables (e.g. baselines that a "
+                    "change of APLT's defaults does not touch; rerun those it does).")
 flags.DEFINE_string("shard", "0/1", "i/n: run only cells k with k mod n = i (n machines, one "
                     "shared --out; then --report_only once all are done).")
 
@@ -241,7 +244,8 @@ def _main():
           ". Once every shard is done: the same command with --report_only (no --shard).")
     return
   all_cells = cells(grid)
-  experiment_report.write_report(grid, all_cells, FLAGS.out, grid.get("class_names"))
+  experiment_report.write_report(grid, all_cells, FLAGS.out, grid.get("class_names"),
+                                 FLAGS.reuse)
   unfinished = [c.name for c in all_cells if _final(FLAGS.out, c) is None]
   print(f"Wrote {os.path.join(FLAGS.out, 'results.md')}" +
         (f"; {len(failures)} runs failed (failures*.json)" if failures else "") +

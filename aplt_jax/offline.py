@@ -52,6 +52,7 @@ class OfflineResult(NamedTuple):
 
 SELECTION_SCORES = ("distance", "margin", "prob")
 PROTOTYPE_SOURCES = ("refined", "labeled")
+VOUCH_RULES = ("unanimous", "majority", "veto", "decisive", "gated")
 
 
 def selection_score(z: jax.Array, centers: jax.Array, cls: jax.Array, kind: str,
@@ -154,15 +155,19 @@ def _select(z, labels, valid, unlabeled, kmeans_centers, assign, q, kappa, label
 
 
 def vouched_rows(z, labels, valid, assign, num_modes: int, seed: int,
-                 majority: bool = False) -> np.ndarray:
-  """[N] bool: rows whose mode is vouched for by labeled rows of their own cluster label.
+                 rule: str = "unanimous") -> np.ndarray:
+  """[N] bool: rows whose mode's labeled rows do not contradict their own cluster label.
 
   The modes are `num_modes` clusters of an unconstrained Lloyd k-means
   (`kmeans.euclidean_kmeans`) over the valid rows of `z [N, d]` (host numpy), unit-normalised,
-  from a k-means++ start drawn with `seed`. A row is vouched when its mode holds labeled rows
-  (`labels >= 0`) of its label `assign` and none of another label (with `majority`: more of its
-  label than of any other one). A semi-supervised cluster that absorbed another class's mode
-  keeps only the part its own labeled clips sit in. Invalid rows are never vouched.
+  from a k-means++ start drawn with `seed`. With `own` / `other` the mode's labeled rows
+  (`labels >= 0`) of the row's label `assign` / of the most frequent other label, a row passes
+  (`VOUCH_RULES`): unanimous, own > 0 and other = 0; majority, own > other; veto, own > 0 or the
+  mode holds no labeled row (only a mode whose labeled rows all say other labels drops it);
+  decisive, unanimous or the mode's labeled rows carry two or more labels (a mixed mode does not
+  judge); gated, unanimous if no mode mixes labeled rows of two labels, else every row (modes that
+  do not separate the labeled rows do not judge at all). A semi-supervised cluster that absorbed
+  another class's mode loses that mode. Invalid rows never pass.
   """
   valid = np.asarray(valid, bool)
   labels, assign = np.asarray(labels), np.asarray(assign)
@@ -183,7 +188,13 @@ def vouched_rows(z, labels, valid, assign, num_modes: int, seed: int,
   own = per_row[np.arange(len(mode)), assign]
   per_row[np.arange(len(mode)), assign] = -1
   other = per_row.max(axis=1)  # the most labeled rows of any other label
-  return valid & (own > 0) & (other < own if majority else other <= 0)
+  labels_in_mode = (counts > 0).sum(axis=1)  # [M] distinct labels among them
+  unanimous = (own > 0) & (other <= 0)
+  passes = {"unanimous": unanimous, "majority": (own > 0) & (own > other),
+            "veto": (own > 0) | (other <= 0),
+            "decisive": unanimous | (labels_in_mode[mode] > 1),
+            "gated": unanimous | (labels_in_mode > 1).any()}[rule]
+  return valid & passes
 
 
 def _check_labels_cover_classes(labels, valid, num_classes: int) -> None:
@@ -197,16 +208,18 @@ def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, thresh
                         kappa, labeled_spread_q, max_iter, tol, mesh: Mesh | None,
                         select: str = "distance", scale: float = 16.0, center: bool = False,
                         prototypes: str = "refined", vouch_modes: int = 0,
-                        vouch_majority: bool = False, seed: int = 0):
+                        vouch_rule: str = "unanimous", seed: int = 0):
   """E2-E4 over rows `z [N, d]` (host or device, sharded on `mesh` or not).
 
   `labels [N]` (-1: free), `valid [N]` and `unlabeled [N]` are host arrays. With `center`, the
   rows are first centred on their valid mean (`center_features`). With `vouch_modes` r > 0, only
   rows of a vouched mode among r*C can be kept (`vouched_rows`: `seed` its init,
-  `vouch_majority` its rule; the features go to the host for it). Returns the k-means result,
+  `vouch_rule` its rule; the features go to the host for it). Returns the k-means result,
   `_select`'s (prototypes, dist [N], keep [N], thresholds [C]) and the offset [d].
   """
   n = z.shape[0]
+  if not np.any(unlabeled):  # e.g. supervised_proto: no unlabeled row to vouch for
+    vouch_modes = 0
   if mesh is None:
     labels, valid, unlabeled = map(jnp.asarray, (labels, valid, unlabeled))
   else:  # Padding rows (if N does not divide) are invalid and cut off below.
@@ -226,7 +239,7 @@ def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, thresh
   if vouch_modes:
     from aplt_jax import parallel  # pylint: disable=g-import-not-at-top
     vouched = vouched_rows(*parallel.to_host((z, labels, valid, km.assign)),
-                           vouch_modes * num_classes, seed, vouch_majority)
+                           vouch_modes * num_classes, seed, vouch_rule)
     vouched = (jnp.asarray(vouched) if mesh is None
                else kmeans.shard_rows(mesh, (vouched, False))[0])
   protos, dist, keep, tau = _select(z, labels, valid, unlabeled, km.centers, km.assign,
@@ -412,7 +425,7 @@ def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled
       labeled_spread_q=aplt_cfg.labeled_spread_q, max_iter=aplt_cfg.kmeans_max_iter,
       tol=aplt_cfg.kmeans_tol, mesh=mesh, select=aplt_cfg.select, scale=aplt_cfg.scale,
       center=aplt_cfg.center, prototypes=aplt_cfg.prototypes,
-      vouch_modes=aplt_cfg.vouch_modes, vouch_majority=aplt_cfg.vouch_majority,
+      vouch_modes=aplt_cfg.vouch_modes, vouch_rule=aplt_cfg.vouch_rule,
       seed=int(jax.random.randint(jax.random.fold_in(key, views + 1), (), 0, 2**31 - 1)))
   host = parallel.to_host(dict(assign=km.assign, dist=dist, keep=keep, centers=km.centers,
                                protos=protos_c, tau=tau, iters=km.num_iters,

@@ -145,9 +145,12 @@ def get_config() -> ml_collections.ConfigDict:
   # The frozen prototypes m_c: refined (E4, labeled + kept unlabeled) | labeled (labeled only).
   c.aplt.prototypes = "refined"
   # 0: off; r > 0: a kept row must lie in one of r*C unconstrained k-means modes whose labeled
-  # rows all carry its cluster label (offline.vouched_rows).
-  c.aplt.vouch_modes = 0
-  c.aplt.vouch_majority = False  # vouched by the majority of the mode's labeled rows, not all.
+  # rows do not contradict its cluster label (offline.vouched_rows), judged by vouch_rule:
+  # unanimous (all carry it) | majority (most do) | veto (some do, or the mode has none) |
+  # decisive (unanimous, or the mode's labeled rows carry several labels) | gated (unanimous
+  # while no mode mixes labeled rows of two labels, else all pass).
+  c.aplt.vouch_modes = 3  # 0 before the third validation round (README, "Vouching").
+  c.aplt.vouch_rule = "gated"
   c.aplt.threshold_q_final = config_dict.placeholder(float)  # q grows linearly to this by the
   # last round (None: q stays aplt.threshold_q).
   c.aplt.head_weight = 1.0  # gamma: kept offline labels also train the linear head h (E7-like).

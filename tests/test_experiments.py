@@ -83,6 +83,25 @@ def test_eval_split_scores_the_grid_on_validation(tmp_path, data_dir):
   assert config["data"]["eval_split"] == "val"
   experiment_report.write_report(grid, experiments.cells(grid), str(out))
   assert "on the validation split" in (out / "results.md").read_text()
+  # --reuse: the unrun FixMatch cell is read from an earlier results.csv for the tables; its row
+  # for a cell that has a run here (aplt) is ignored.
+  earlier = tmp_path / "earlier.csv"
+  fields = experiment_report.CSV_FIELDS
+  rows = [("tiny", m, "25%", 0, 0.5, top1, 0.5, 0.5, 9.0, "val")
+          for m, top1 in (("fixmatch", 0.25), ("aplt", 0.0))]
+  earlier.write_text("\n".join(",".join(map(str, r)) for r in [fields] + rows) + "\n")
+  records = experiment_report.write_report(grid, experiments.cells(grid), str(out),
+                                           reuse=str(earlier))
+  assert [r["method"] for r in records] == ["aplt"]
+  with open(out / "results.csv") as f:
+    table = {r["method"]: float(r["top1_ema"]) for r in csv.DictReader(f)}
+  assert table == {"aplt": final["ema"]["top1"], "fixmatch": 0.25}
+  md = (out / "results.md").read_text()
+  assert f"| fixmatch | {100 * final['ema']['top1'] - 25:+.1f} ± 0.0 (" in md
+  assert "1 of these runs were not rerun" in md and "on the validation split" in md
+  earlier.write_text(earlier.read_text().replace("tiny,fixmatch", "watch,fixmatch"))
+  with pytest.raises(ValueError, match=r"dataset\(s\) \['watch'\], not of grid 'tiny'"):
+    experiment_report.write_report(grid, experiments.cells(grid), str(out), reuse=str(earlier))
 
 
 def test_absorbed_clusters_by_hand(tmp_path):

@@ -50,7 +50,7 @@ def _run_phase(case, num_classes=2, devices=1, threshold="quantile", q=0.0, **kn
       labeled_views=0, threshold=threshold, threshold_q=q, threshold_kappa=0.0,
       labeled_spread_q=0.9, kmeans_max_iter=100, kmeans_tol=1e-5,
       **{"select": "distance", "center": False, "scale": 16.0, "prototypes": "refined",
-         "vouch_modes": 0, "vouch_majority": False,
+         "vouch_modes": 0, "vouch_rule": "unanimous",
          **knobs}))
   embed_step = jax.jit(lambda state, x, key, weak, use_ema: x, static_argnums=(3, 4))
   return offline.run_offline_phase(
@@ -236,8 +236,8 @@ def test_kept_fraction_schedule(q, q_final, rounds, expected):
   np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("majority", [False, True])
-def test_vouched_rows_need_labeled_rows_of_the_same_label_in_their_mode(majority):
+@pytest.mark.parametrize("rule", offline.VOUCH_RULES)
+def test_vouched_rows_by_the_labeled_rows_in_their_mode(rule):
   """Three tight modes at 0, 90 and -60 degrees and an invalid row: the 0-degree mode holds two
   class-0 labeled rows, the 90-degree mode two of class 1 and one of class 0, the -60 none."""
   z = np.stack([_unit(0), _unit(0), _unit(90), _unit(90), _unit(90), _unit(0), _unit(0),
@@ -245,16 +245,30 @@ def test_vouched_rows_need_labeled_rows_of_the_same_label_in_their_mode(majority
   labels = np.array([0, 0, 1, 1, 0, -1, -1, -1, -1, -1, -1, -1])
   assign = np.array([0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0])
   valid = np.array([True] * 11 + [False])
-  got = offline.vouched_rows(z, labels, valid, assign, num_modes=3, seed=0, majority=majority)
-  # Unlabeled rows: 5 (0 degrees, label 0) is vouched, 6 (label 1 in class 0's mode) is not;
-  # at 90 degrees labels 1 win 2 to 1, so row 7 (label 1) is vouched by a majority only and
-  # row 8 (label 0) never; 9-10 sit in a mode no labeled row vouches for; 11 is padding.
-  np.testing.assert_array_equal(got[5:], [True, False, majority, False, False, False, False])
-  np.testing.assert_array_equal(got[:5], [True, True, majority, majority, False])
+  got = offline.vouched_rows(z, labels, valid, assign, num_modes=3, seed=0, rule=rule)
+  # Unlabeled rows: 5 (0 degrees, label 0) passes every rule, 6 (label 1 in class 0's mode) none;
+  # at 90 degrees labels 1 win 2 to 1, so row 7 (label 1) is not vouched unanimously and row 8
+  # (label 0) only escapes the veto (one labeled row says 0); 9-10 sit in a mode without
+  # labeled rows, which only the veto lets pass; 11 is padding.
+  # The decisive rule lets every row of the mixed 90-degree mode pass; with a mixed mode the
+  # gated rule lets every valid row pass.
+  unanimous, majority, veto, decisive, gated = (rule == r for r in offline.VOUCH_RULES)
+  mixed = veto or decisive or gated
+  np.testing.assert_array_equal(got[5:], [True, gated, majority or mixed, mixed, veto or gated,
+                                          veto or gated, False])
+  np.testing.assert_array_equal(got[:5], [True, True, majority or mixed, majority or mixed, mixed])
+  assert not unanimous or got.sum() == 3
+  # Without row 4 (the class-0 labeled row at 90 degrees) no mode is mixed: gated is unanimous.
+  labels[4] = -1
+  pure = [offline.vouched_rows(z, labels, valid, assign, num_modes=3, seed=0, rule=r)
+          for r in ("unanimous", "gated")]
+  np.testing.assert_array_equal(pure[0], pure[1])
+  np.testing.assert_array_equal(pure[1], [True, True, True, True, False, True, False, True,
+                                          False, False, False, False])
 
 
-@pytest.mark.parametrize("devices", [1, 2])
-def test_vouching_drops_an_absorbed_mode_from_the_kept_rows(devices):
+@pytest.mark.parametrize("devices,rule", [(1, "unanimous"), (2, "unanimous"), (1, "gated")])
+def test_vouching_drops_an_absorbed_mode_from_the_kept_rows(devices, rule):
   """Class 0's cluster absorbs an unlabeled mode at -60 degrees (nearer +x than +y); with q = 1
   every unlabeled row is kept, and vouching drops exactly that mode and its pull on the centre
   (on 2 devices the rows are padded and sharded)."""
@@ -263,10 +277,24 @@ def test_vouching_drops_an_absorbed_mode_from_the_kept_rows(devices):
   vouch_case = (z_l, np.array([0, 0, 1], np.int32), z_u.astype(np.float32),
                 np.array([0, 1, 1, 1], np.int32))
   plain, _ = _run_phase(vouch_case, q=1.0)
-  vouched, _ = _run_phase(vouch_case, devices=devices, q=1.0, vouch_modes=2)
+  vouched, _ = _run_phase(vouch_case, devices=devices, q=1.0, vouch_modes=2, vouch_rule=rule)
   np.testing.assert_array_equal(np.asarray(plain.labels)[3:], [0, 0, 0, 1])
   np.testing.assert_array_equal(np.asarray(plain.keep)[3:], [True, True, True, True])
   np.testing.assert_array_equal(np.asarray(vouched.labels)[3:], [0, 0, 0, 1])
   np.testing.assert_array_equal(np.asarray(vouched.keep)[3:], [True, False, False, True])
   np.testing.assert_allclose(np.asarray(vouched.centers), [_unit(0), _unit(90)], atol=1e-6)
   assert not np.allclose(np.asarray(plain.centers)[0], _unit(0), atol=1e-2)
+
+
+def test_vouching_without_unlabeled_rows_changes_nothing(monkeypatch):
+  """supervised_proto's phase (labeled rows only): no mode k-means runs, the prototypes are the
+  labeled means either way."""
+  z_l = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]], np.float32)
+  case = (z_l, np.array([0, 0, 1], np.int32), np.zeros((0, 2), np.float32), np.zeros(0, np.int32))
+  plain, _ = _run_phase(case)
+  def no_modes(*args, **kwargs):
+    raise AssertionError("vouched_rows ran without unlabeled rows")
+  monkeypatch.setattr(offline, "vouched_rows", no_modes)
+  vouched, _ = _run_phase(case, vouch_modes=3, vouch_rule="gated")
+  np.testing.assert_array_equal(np.asarray(vouched.centers), np.asarray(plain.centers))
+  np.testing.assert_allclose(np.asarray(vouched.centers), [_unit(0), _unit(90)], atol=1e-6)

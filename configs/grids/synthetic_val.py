@@ -13,6 +13,9 @@ from configs.grids import synthetic
 
 def get_grid():
   grid = synthetic.get_grid()
+  # The default these rows were chosen from: before vouching became the default, so the
+  # `aplt` row is the one their paired differences (docs/results) were measured against.
+  grid["base"].aplt.vouch_modes = 0
   grid.update(
       name="synthetic_val",
       methods=["aplt"],
@@ -25,9 +28,15 @@ def get_grid():
           "head_proto": {"eval.head": "proto"},
           "head_ensemble": {"eval.head": "ensemble"},
           # Kept only where a labeled clip of the same label vouches for the row's mode.
-          "vouch": {"aplt.vouch_modes": 3},
+          "vouch": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "unanimous"},
           # The same with the mode's labeled majority vouching (unanimity starved synthetic).
-          "vouch_majority": {"aplt.vouch_modes": 3, "aplt.vouch_majority": True},
+          "vouch_majority": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "majority"},
+          # Dropped only where the mode's labeled clips all say another class.
+          "veto": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "veto"},
+          # Judged only by modes whose labeled clips agree on one label (mixed modes pass).
+          "decisive": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "decisive"},
+          # Unanimous only in rounds where no mode mixes labeled clips of two labels.
+          "gated": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated"},
       },
       ablation_budgets=["10%"],
   )

@@ -36,6 +36,8 @@ def get_grid():
           # The paper figure's objective: FixMatch's online term E7, offline labels on the
           # prototype branch only (the default before the validation choice).
           "paper_e7": {"aplt.online_weight": 1.0, "aplt.head_weight": 0.0},
+          # Without vouching (the default before the third validation round).
+          "no_vouch": {"aplt.vouch_modes": 0},
           "no_threshold": {"aplt.threshold": "none"},
           "no_labeled_views": {"aplt.labeled_views": 0},
           "no_margin": {"aplt.margin": 0.0},

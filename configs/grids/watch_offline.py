@@ -16,6 +16,7 @@ def get_grid():
   # prototype branch only); each ablation row changes it as its overrides say.
   grid["base"].aplt.online_weight = 1.0
   grid["base"].aplt.head_weight = 0.0
+  grid["base"].aplt.vouch_modes = 0  # vouching came later (README, "Vouching")
   grid.update(
       name="watch_offline",
       methods=["fixmatch", "aplt", "supervised_proto"],

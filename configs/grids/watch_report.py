@@ -1,5 +1,6 @@
 """The reported watch table (test split): configs/grids/watch.py's methods at 2 and 8 labels per
-class, with the attribution controls and the paper figure's objective as rows.
+class, with the attribution controls, the paper figure's objective and the default without
+vouching as rows.
 
   python -m aplt_jax.experiments --grid=configs/grids/watch_report.py --out=runs/watch
 """
@@ -10,5 +11,5 @@ def get_grid():
   grid = watch.get_grid()
   grid["budgets"] = {k: grid["budgets"][k] for k in ("2/class", "8/class")}
   grid["ablation_budgets"] = ["2/class", "8/class"]
-  grid["ablations"] = {k: grid["ablations"][k] for k in ("paper_e7", "beta0", "alpha0")}
+  grid["ablations"] = {k: grid["ablations"][k] for k in ("paper_e7", "beta0", "alpha0", "no_vouch")}
   return grid
