@@ -52,11 +52,11 @@ def reused_records(path: str, grid: dict, cells, records) -> list[dict[str, Any]
   if alien:
     raise ValueError(f"--reuse={path} holds rows of dataset(s) {alien}, not of grid "
                      f"{grid['name']!r}.")
+  numbers = ("top1", "top1_ema", "mean_class_acc", "macro_f1", "seconds")
   reused = []
   for r in rows:
     key = (r["method"], r["budget"], int(r["seed"]))
     if key in wanted:
-      numbers = ("top1", "top1_ema", "mean_class_acc", "macro_f1", "seconds")
       reused.append({**{k: float(r[k]) for k in numbers}, "dataset": r["dataset"],
                      "method": key[0], "budget": key[1], "seed": key[2], "workdir": None,
                      "eval_split": r.get("eval_split") or "test", "per_class_acc": None})

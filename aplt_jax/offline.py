@@ -218,8 +218,7 @@ def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, thresh
   `_select`'s (prototypes, dist [N], keep [N], thresholds [C]) and the offset [d].
   """
   n = z.shape[0]
-  if not np.any(unlabeled):  # e.g. supervised_proto: no unlabeled row to vouch for
-    vouch_modes = 0
+  vouch = vouch_modes and np.any(unlabeled)  # supervised_proto: no unlabeled row to vouch for
   if mesh is None:
     labels, valid, unlabeled = map(jnp.asarray, (labels, valid, unlabeled))
   else:  # Padding rows (if N does not divide) are invalid and cut off below.
@@ -236,7 +235,7 @@ def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, thresh
                                          max_iter=max_iter, tol=tol)
   params = tuple(np.float32(v) for v in (q, kappa, labeled_spread_q, scale))
   vouched = None
-  if vouch_modes:
+  if vouch:
     from aplt_jax import parallel  # pylint: disable=g-import-not-at-top
     vouched = vouched_rows(*parallel.to_host((z, labels, valid, km.assign)),
                            vouch_modes * num_classes, seed, vouch_rule)

@@ -11,5 +11,6 @@ def get_grid():
   grid = watch.get_grid()
   grid["budgets"] = {k: grid["budgets"][k] for k in ("2/class", "8/class")}
   grid["ablation_budgets"] = ["2/class", "8/class"]
-  grid["ablations"] = {k: grid["ablations"][k] for k in ("paper_e7", "beta0", "alpha0", "no_vouch")}
+  grid["ablations"] = {k: grid["ablations"][k]
+                       for k in ("paper_e7", "beta0", "alpha0", "no_vouch")}
   return grid
