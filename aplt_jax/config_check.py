@@ -89,6 +89,8 @@ def check_config(config) -> None:
   _require(c.aplt.vouch_rule in offline.VOUCH_RULES,
            f"aplt.vouch_rule={c.aplt.vouch_rule!r} is unknown; choose one of "
            f"{offline.VOUCH_RULES}.")
+  _require(c.aplt.assign in offline.ASSIGNMENTS,
+           f"aplt.assign={c.aplt.assign!r} is unknown; choose one of {offline.ASSIGNMENTS}.")
   _require(c.aplt.threshold_q_final is None or 0.0 < c.aplt.threshold_q_final <= 1.0,
            f"aplt.threshold_q_final={c.aplt.threshold_q_final} must be None or in (0, 1].")
   _require(c.aplt.head_weight >= 0 and c.aplt.rampup_steps >= 0 and c.aplt.online_weight >= 0,

@@ -62,6 +62,38 @@ def _psum(x: jax.Array, axis_name: str | None) -> jax.Array:
   return x if axis_name is None else lax.psum(x, axis_name)
 
 
+def _pmax(x: jax.Array, axis_name: str | None) -> jax.Array:
+  return x if axis_name is None else lax.pmax(x, axis_name)
+
+
+SINKHORN_ITERS = 20
+
+
+def balance_offsets(logits: jax.Array, free: jax.Array, log_mass: jax.Array, *,
+                    num_iters: int = SINKHORN_ITERS, axis_name: str | None = None) -> jax.Array:
+  """Per-cluster offsets `g [K]` that give `softmax_k(logits + g)` the cluster masses wanted.
+
+  Sinkhorn-Knopp in the log domain (entropic optimal transport): rows of `logits [K, N]` where
+  `free [N]` is True each carry mass 1, cluster k receives `exp(log_mass[k])` of them in all
+  (`log_mass` sums, in exp, to the number of free rows; shards' sums are `psum`'d). The
+  balanced assignment is then `argmax_k logits[k] + g[k]`: nearest centre, with a per-cluster
+  bias that shrinks the clusters that draw more than their share.
+  """
+  logits = jnp.where(free[None, :], logits, -jnp.inf)
+
+  def col_lse(x):  # logsumexp over the N axis of every shard -> [K]
+    top = _pmax(jnp.max(x, axis=1), axis_name)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    return jnp.log(_psum(jnp.sum(jnp.exp(x - top[:, None]), axis=1), axis_name)) + top
+
+  def body(_, g):
+    f = -jax.nn.logsumexp(logits + g[:, None], axis=0)  # [N] row potentials
+    f = jnp.where(free, f, -jnp.inf)
+    return log_mass - col_lse(logits + f[None, :])
+
+  return lax.fori_loop(0, num_iters, body, jnp.zeros(logits.shape[:1], jnp.float32))
+
+
 def segment_sum(data: jax.Array, ids: jax.Array, mask: jax.Array, k: int) -> jax.Array:
   """Sums rows of `data` [N, ...] into `k` segments by `ids` [N]; masked-out rows go nowhere.
 
@@ -123,6 +155,7 @@ def spherical_kmeans(
     *,
     max_iter: int | jax.Array = 100,
     tol: float | jax.Array = 1e-5,
+    balance_scale: float | jax.Array | None = None,
     axis_name: str | None = None,
 ) -> KMeansResult:
   """Semi-supervised spherical k-means with `K = num_classes` (DESIGN E2).
@@ -134,6 +167,9 @@ def spherical_kmeans(
     num_classes: K (static).
     max_iter: most centre updates.
     tol: stop once `max_c ||mu_c - mu_c_prev|| < tol`.
+    balance_scale: None: every free point joins its nearest centre. s > 0: the free points are
+      assigned by `balance_offsets` on `s * cos`, so that the clusters' masses follow the class
+      frequencies of the clamped points (the labeled prior), at every iteration and at the end.
     axis_name: mesh axis to `psum` over when run per shard inside `jax.shard_map`.
 
   Returns:
@@ -153,9 +189,19 @@ def spherical_kmeans(
     fresh = sums * lax.rsqrt(jnp.maximum(sq, _EPS * _EPS))
     return jnp.where(sq > _EPS * _EPS, fresh, prev)
 
+  free_rows = valid & ~clamped
+  if balance_scale is not None:
+    counts = _psum(segment_sum(jnp.ones(z.shape[:1], jnp.float32), labels, clamped, k), axis_name)
+    num_free = _psum(jnp.sum(free_rows.astype(jnp.float32)), axis_name)
+    log_mass = jnp.log(jnp.maximum(counts / jnp.maximum(jnp.sum(counts), 1.0) * num_free, _EPS))
+
   def assign_to(centres):
     sims = _similarities(centres, z)  # [K, N]
-    free = _first_arg(sims, jnp.max)
+    score = sims
+    if balance_scale is not None:
+      logits = balance_scale * sims
+      score = logits + balance_offsets(logits, free_rows, log_mass, axis_name=axis_name)[:, None]
+    free = _first_arg(score, jnp.max)
     return jnp.where(clamped, labels, free), sims
 
   init = centres_from(labels, clamped, jnp.zeros((k, z.shape[-1]), jnp.float32))
@@ -219,8 +265,9 @@ def euclidean_kmeans(
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
-def _jit_spherical(z, labels, valid, max_iter, tol, *, num_classes):
-  return spherical_kmeans(z, labels, valid, num_classes, max_iter=max_iter, tol=tol)
+def _jit_spherical(z, labels, valid, max_iter, tol, balance_scale, *, num_classes):
+  return spherical_kmeans(z, labels, valid, num_classes, max_iter=max_iter, tol=tol,
+                          balance_scale=balance_scale)
 
 
 @jax.jit
@@ -232,9 +279,16 @@ def _scalars(max_iter, tol):
   return jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, jnp.float32)
 
 
-def jit_spherical_kmeans(z, labels, valid, num_classes, *, max_iter=100, tol=1e-5):
-  """Single-device jitted `spherical_kmeans`; recompiles only for new shapes or K."""
-  return _jit_spherical(z, labels, valid, *_scalars(max_iter, tol), num_classes=num_classes)
+def _balance(balance_scale):
+  return None if balance_scale is None else jnp.asarray(balance_scale, jnp.float32)
+
+
+def jit_spherical_kmeans(z, labels, valid, num_classes, *, max_iter=100, tol=1e-5,
+                         balance_scale=None):
+  """Single-device jitted `spherical_kmeans`; recompiles only for new shapes, K, or balancing
+  switched on / off (its scale is traced)."""
+  return _jit_spherical(z, labels, valid, *_scalars(max_iter, tol), _balance(balance_scale),
+                        num_classes=num_classes)
 
 
 def jit_euclidean_kmeans(x, init_centers, valid, *, max_iter=100, tol=1e-5):
@@ -243,14 +297,15 @@ def jit_euclidean_kmeans(x, init_centers, valid, *, max_iter=100, tol=1e-5):
 
 
 @functools.lru_cache(maxsize=None)
-def _sharded_fn(kind: str, mesh: Mesh, num_classes: int | None):
-  """One jitted shard_map per (mode, mesh, K); jit's own cache handles shapes."""
+def _sharded_fn(kind: str, mesh: Mesh, num_classes: int | None, balanced: bool = False):
+  """One jitted shard_map per (mode, mesh, K, balancing); jit's own cache handles shapes."""
   rows, rep = P(DATA_AXIS), P()
   if kind == "spherical":
-    def per_shard(z, labels, valid, max_iter, tol):
+    def per_shard(z, labels, valid, max_iter, tol, balance_scale):
       return spherical_kmeans(z, labels, valid, num_classes, max_iter=max_iter, tol=tol,
+                              balance_scale=balance_scale if balanced else None,
                               axis_name=DATA_AXIS)
-    in_specs = (rows, rows, rows, rep, rep)
+    in_specs = (rows, rows, rows, rep, rep, rep)
   else:
     def per_shard(x, init_centers, valid, max_iter, tol):
       return euclidean_kmeans(x, init_centers, valid, max_iter=max_iter, tol=tol,
@@ -292,7 +347,7 @@ def shard_rows(mesh: Mesh, *arrays_and_fills) -> list[jax.Array]:
 
 
 def sharded_spherical_kmeans(mesh: Mesh, z, labels, valid, num_classes: int, *,
-                             max_iter=100, tol=1e-5) -> KMeansResult:
+                             max_iter=100, tol=1e-5, balance_scale=None) -> KMeansResult:
   """`spherical_kmeans` with rows sharded over `mesh`'s 'data' axis; any N.
 
   N is padded to a multiple of the mesh size with invalid rows; `assign` comes back cut to N.
@@ -300,8 +355,11 @@ def sharded_spherical_kmeans(mesh: Mesh, z, labels, valid, num_classes: int, *,
   n = z.shape[0]
   n_pad = _num_padding(mesh, n)
   z, labels, valid = _shard_rows(mesh, n_pad, (z, 0.0), (labels, -1), (valid, False))
-  max_iter, tol = parallel.replicate(mesh, _scalars(max_iter, tol))
-  res = _sharded_fn("spherical", mesh, num_classes)(z, labels, valid, max_iter, tol)
+  balanced = balance_scale is not None
+  max_iter, tol, scale = parallel.replicate(
+      mesh, (*_scalars(max_iter, tol), jnp.float32(balance_scale if balanced else 0.0)))
+  res = _sharded_fn("spherical", mesh, num_classes, balanced)(z, labels, valid, max_iter, tol,
+                                                              scale)
   return res._replace(assign=res.assign[:n])
 
 

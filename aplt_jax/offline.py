@@ -53,6 +53,9 @@ class OfflineResult(NamedTuple):
 SELECTION_SCORES = ("distance", "margin", "prob")
 PROTOTYPE_SOURCES = ("refined", "labeled")
 VOUCH_RULES = ("unanimous", "majority", "veto", "decisive", "gated")
+# How k-means assigns the unlabeled rows: nearest centre, or Sinkhorn-balanced so that the
+# clusters' sizes follow the labeled rows' class frequencies (`kmeans.balance_offsets`).
+ASSIGNMENTS = ("nearest", "balanced")
 
 
 def selection_score(z: jax.Array, centers: jax.Array, cls: jax.Array, kind: str,
@@ -208,17 +211,22 @@ def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, thresh
                         kappa, labeled_spread_q, max_iter, tol, mesh: Mesh | None,
                         select: str = "distance", scale: float = 16.0, center: bool = False,
                         prototypes: str = "refined", vouch_modes: int = 0,
-                        vouch_rule: str = "unanimous", seed: int = 0):
+                        vouch_rule: str = "unanimous", assign: str = "nearest", seed: int = 0):
   """E2-E4 over rows `z [N, d]` (host or device, sharded on `mesh` or not).
 
   `labels [N]` (-1: free), `valid [N]` and `unlabeled [N]` are host arrays. With `center`, the
   rows are first centred on their valid mean (`center_features`). With `vouch_modes` r > 0, only
   rows of a vouched mode among r*C can be kept (`vouched_rows`: `seed` its init,
-  `vouch_rule` its rule; the features go to the host for it). Returns the k-means result,
+  `vouch_rule` its rule; the features go to the host for it). `assign` (ASSIGNMENTS):
+  "balanced" runs the k-means with `balance_scale=scale`. Returns the k-means result,
   `_select`'s (prototypes, dist [N], keep [N], thresholds [C]) and the offset [d].
   """
   n = z.shape[0]
-  vouch = vouch_modes and np.any(unlabeled)  # supervised_proto: no unlabeled row to vouch for
+  has_unlabeled = np.any(unlabeled)  # supervised_proto: none to vouch for or balance
+  vouch = vouch_modes and has_unlabeled
+  if assign not in ASSIGNMENTS:
+    raise ValueError(f"aplt.assign={assign!r}: expected one of {ASSIGNMENTS}.")
+  balance = float(scale) if assign == "balanced" and has_unlabeled else None
   if mesh is None:
     labels, valid, unlabeled = map(jnp.asarray, (labels, valid, unlabeled))
   else:  # Padding rows (if N does not divide) are invalid and cut off below.
@@ -229,10 +237,11 @@ def _cluster_and_select(z, labels, valid, unlabeled, num_classes: int, *, thresh
   else:
     offset = jnp.zeros(z.shape[-1:], jnp.float32)
   if mesh is None:
-    km = kmeans.jit_spherical_kmeans(z, labels, valid, num_classes, max_iter=max_iter, tol=tol)
+    km = kmeans.jit_spherical_kmeans(z, labels, valid, num_classes, max_iter=max_iter, tol=tol,
+                                     balance_scale=balance)
   else:
     km = kmeans.sharded_spherical_kmeans(mesh, z, labels, valid, num_classes,
-                                         max_iter=max_iter, tol=tol)
+                                         max_iter=max_iter, tol=tol, balance_scale=balance)
   params = tuple(np.float32(v) for v in (q, kappa, labeled_spread_q, scale))
   vouched = None
   if vouch:
@@ -424,7 +433,7 @@ def run_offline_phase(embed_step, state, dataset, labeled: np.ndarray, unlabeled
       labeled_spread_q=aplt_cfg.labeled_spread_q, max_iter=aplt_cfg.kmeans_max_iter,
       tol=aplt_cfg.kmeans_tol, mesh=mesh, select=aplt_cfg.select, scale=aplt_cfg.scale,
       center=aplt_cfg.center, prototypes=aplt_cfg.prototypes,
-      vouch_modes=aplt_cfg.vouch_modes, vouch_rule=aplt_cfg.vouch_rule,
+      vouch_modes=aplt_cfg.vouch_modes, vouch_rule=aplt_cfg.vouch_rule, assign=aplt_cfg.assign,
       seed=int(jax.random.randint(jax.random.fold_in(key, views + 1), (), 0, 2**31 - 1)))
   host = parallel.to_host(dict(assign=km.assign, dist=dist, keep=keep, centers=km.centers,
                                protos=protos_c, tau=tau, iters=km.num_iters,

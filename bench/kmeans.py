@@ -6,7 +6,8 @@ Our k-means in its Euclidean unconstrained mode (`kmeans.jit_euclidean_kmeans`, 
 runs every iteration) against `faiss.Kmeans` (with `max_points_per_centroid` raised to N, so it
 clusters every point instead of a 256-per-centroid sample) and scikit-learn's Lloyd `KMeans`,
 all started from the same K data points. Our semi-supervised spherical mode (the offline phase's
-clustering, 10% of the points clamped to their class) is timed beside them.
+clustering, 10% of the points clamped to their class) is timed beside them, with nearest-centre
+and with Sinkhorn-balanced assignment (`aplt.assign=balanced`).
 
 Per-iteration time is the marginal cost: (time of an `iters`-iteration run - time of a
 1-iteration run) / (iters - 1), so one-off costs (sklearn's input checks, faiss's index build,
@@ -71,21 +72,22 @@ class Ours:
 
 
 class OursSpherical:
-  """aplt_jax semi-supervised spherical k-means (the offline phase's mode), 10% clamped."""
+  """aplt_jax semi-supervised spherical k-means (the offline phase's mode), 10% clamped;
+  `balance_scale` as in `kmeans.spherical_kmeans` (None: nearest centre)."""
 
-  def __init__(self, x, truth, k, seed):
+  def __init__(self, x, truth, k, seed, balance_scale=None):
     rng = np.random.default_rng(seed + 1)
     labels = np.full(len(x), -1, np.int32)
     lab = rng.random(len(x)) < 0.1
     labels[lab] = truth[lab]
-    self.k = k
+    self.k, self.balance_scale = k, balance_scale
     self.z, self.labels = jax.device_put(x), jax.device_put(labels)
     self.valid = jnp.ones(x.shape[0], bool)
     self.objective = float("nan")
 
   def run(self, iters: int):
     res = kmeans.jit_spherical_kmeans(self.z, self.labels, self.valid, self.k, max_iter=iters,
-                                      tol=0.0)
+                                      tol=0.0, balance_scale=self.balance_scale)
     jax.block_until_ready(res)
     self.objective = float(res.objective)
     return np.asarray(res.centers), int(res.num_iters)
@@ -124,7 +126,8 @@ def bench_one(n: int, d: int, k: int, iters: int, repeats: int, seed: int):
   x, truth, init = make_data(n, d, k, seed)
   impls = {"aplt_jax (euclidean)": Ours(x, init), "faiss-cpu": Faiss(x, init),
            "scikit-learn": Sklearn(x, init),
-           "aplt_jax (semi-supervised spherical)": OursSpherical(x, truth, k, seed)}
+           "aplt_jax (semi-supervised spherical)": OursSpherical(x, truth, k, seed),
+           "aplt_jax (spherical, balanced)": OursSpherical(x, truth, k, seed, 16.0)}
   last, counts = {}, {}
 
   def runner(name, it):
@@ -169,13 +172,16 @@ def main(argv=None):
     rows, per, per_min = bench_one(n, a.d, a.k, a.iters, a.repeats, a.seed)
     all_rows += rows
     ours, ours_min = per["aplt_jax (euclidean)"], per_min["aplt_jax (euclidean)"]
+    nearest = per["aplt_jax (semi-supervised spherical)"]
     ratios.append([n, ours / per["faiss-cpu"], ours_min / per_min["faiss-cpu"],
-                   ours / per["scikit-learn"], per["aplt_jax (semi-supervised spherical)"] / ours])
+                   ours / per["scikit-learn"], nearest / ours,
+                   per["aplt_jax (spherical, balanced)"] / nearest])
   print(common.table(["N", "implementation", "iters", "s/iter (median)", "s/iter (min)",
                       f"s/run ({a.iters} it)", "run min-max", "final objective"], all_rows))
   print()
   print(common.table(["N", "ours/faiss s/iter, medians (target <= 1)", "ours/faiss, minima",
-                      "ours/sklearn, medians", "spherical/euclidean, medians"], ratios))
+                      "ours/sklearn, medians", "spherical/euclidean, medians",
+                      "balanced/nearest spherical, medians"], ratios))
 
 
 if __name__ == "__main__":

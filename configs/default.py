@@ -151,6 +151,9 @@ def get_config() -> ml_collections.ConfigDict:
   # while no mode mixes labeled rows of two labels, else all pass).
   c.aplt.vouch_modes = 3  # 0 before the third validation round (README, "Vouching").
   c.aplt.vouch_rule = "gated"
+  # How the semi-supervised k-means assigns unlabeled rows: nearest (centre) | balanced (Sinkhorn
+  # on s*cos, cluster sizes following the labeled rows' class frequencies; kmeans.balance_offsets).
+  c.aplt.assign = "nearest"
   c.aplt.threshold_q_final = config_dict.placeholder(float)  # q grows linearly to this by the
   # last round (None: q stays aplt.threshold_q).
   c.aplt.head_weight = 1.0  # gamma: kept offline labels also train the linear head h (E7-like).

@@ -38,6 +38,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
     ({"aplt.prototypes": "kept"}, "aplt.prototypes='kept' is unknown"),
     ({"aplt.vouch_modes": -1}, "aplt.vouch_modes=-1 must be >= 0"),
     ({"aplt.vouch_rule": "all"}, "aplt.vouch_rule='all' is unknown"),
+    ({"aplt.assign": "greedy"}, "aplt.assign='greedy' is unknown"),
     ({"seed": -1}, "seed=-1 / data.split_seed=None: seeds must be integers >= 0"),
     ({"data.split_seed": -2}, "data.split_seed=-2: seeds must be integers >= 0"),
     ({"steps_per_round": 0}, "steps_per_round=0: use -1 (one pass over the unlabeled set"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
@@ -172,3 +173,46 @@ def test_first_arg_matches_numpy_arg_reductions_with_ties():
   v = rng.randint(0, 3, size=(5, 40)).astype(np.float32)  # many ties along axis 0
   np.testing.assert_array_equal(np.asarray(kmeans._first_arg(v, np.min)), v.argmin(0))
   np.testing.assert_array_equal(np.asarray(kmeans._first_arg(v, np.max)), v.argmax(0))
+
+
+def test_balance_offsets_give_the_masses_asked_for():
+  """After Sinkhorn, softmax over clusters of `logits + g` sums, over the free rows, to the
+  masses asked for; rows that are not free carry nothing."""
+  rng = np.random.RandomState(4)
+  logits = jnp.asarray(4.0 * rng.randn(3, 40), jnp.float32)
+  free = np.ones(40, bool)
+  free[[3, 17]] = False
+  mass = np.array([0.5, 0.3, 0.2]) * free.sum()
+  g = kmeans.balance_offsets(logits, jnp.asarray(free), jnp.log(jnp.asarray(mass, jnp.float32)),
+                             num_iters=200)
+  plan = np.asarray(jax.nn.softmax(logits + g[:, None], axis=0))[:, free]
+  np.testing.assert_allclose(plan.sum(1), mass, rtol=1e-3)
+  # Without offsets the nearest-centre masses are far from these (the test means something).
+  assert np.abs(np.asarray(jax.nn.softmax(logits, axis=0))[:, free].sum(1) - mass).max() > 1.0
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_balanced_spherical_follows_the_labeled_frequencies(sharded, mesh2):
+  """Class 1 has a mode nearer class 0's labeled points: nearest-centre k-means gives class 0
+  three quarters of the points; balanced on the labeled frequencies (1:1) splits them by class,
+  and the labeled points stay clamped."""
+  rng = np.random.RandomState(5)
+  def arc(deg, n):
+    t = np.deg2rad(deg) + 0.05 * rng.randn(n)
+    return np.stack([np.cos(t), np.sin(t)], 1).astype(np.float32)
+  x = np.concatenate([arc(0, 100), arc(57, 50), arc(23, 50)])
+  truth = np.repeat([0, 1], 100)
+  labels = np.full(200, -1, np.int32)
+  labels[[0, 1, 100, 101]] = [0, 0, 1, 1]
+  valid = np.ones(200, bool)
+  plain = kmeans.jit_spherical_kmeans(x, labels, valid, 2)
+  if sharded:  # 199 rows over 2 shards: one padding row
+    res = kmeans.sharded_spherical_kmeans(mesh2, x[:199], labels[:199], valid[:199], 2,
+                                          balance_scale=16.0)
+    one = kmeans.jit_spherical_kmeans(x[:199], labels[:199], valid[:199], 2, balance_scale=16.0)
+    np.testing.assert_array_equal(np.asarray(res.assign), np.asarray(one.assign))
+    x, truth = x[:199], truth[:199]
+  else:
+    res = kmeans.jit_spherical_kmeans(x, labels, valid, 2, balance_scale=16.0)
+  assert np.bincount(np.asarray(plain.assign)).tolist() == [150, 50]
+  np.testing.assert_array_equal(np.asarray(res.assign), truth)

@@ -50,7 +50,7 @@ def _run_phase(case, num_classes=2, devices=1, threshold="quantile", q=0.0, **kn
       labeled_views=0, threshold=threshold, threshold_q=q, threshold_kappa=0.0,
       labeled_spread_q=0.9, kmeans_max_iter=100, kmeans_tol=1e-5,
       **{"select": "distance", "center": False, "scale": 16.0, "prototypes": "refined",
-         "vouch_modes": 0, "vouch_rule": "unanimous",
+         "vouch_modes": 0, "vouch_rule": "unanimous", "assign": "nearest",
          **knobs}))
   embed_step = jax.jit(lambda state, x, key, weak, use_ema: x, static_argnums=(3, 4))
   return offline.run_offline_phase(
@@ -286,6 +286,25 @@ def test_vouching_drops_an_absorbed_mode_from_the_kept_rows(devices, rule):
   assert not np.allclose(np.asarray(plain.centers)[0], _unit(0), atol=1e-2)
 
 
+@pytest.mark.parametrize("devices", [1, 2])
+def test_balanced_assignment_gives_an_absorbed_mode_back_to_its_class(devices):
+  """One labeled clip per class; class 1's unlabeled mode at 40-44 degrees is nearer class 0's
+  centre, so nearest-centre k-means gives cluster 0 five of the six. Balanced (equal labeled
+  frequencies: three each) hands the mode back, and the refined centres follow."""
+  z_l = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+  z_u = np.stack([_unit(a) for a in (0, 5, -5, 40, 44, 90)]).astype(np.float32)
+  case = (z_l, np.array([0, 1], np.int32), z_u, np.array([0, 0, 0, 1, 1, 1], np.int32))
+  plain, _ = _run_phase(case, q=1.0)
+  balanced, metrics = _run_phase(case, devices=devices, q=1.0, assign="balanced")
+  np.testing.assert_array_equal(np.asarray(plain.labels)[2:], [0, 0, 0, 0, 0, 1])
+  np.testing.assert_array_equal(np.asarray(balanced.labels)[:2], [0, 1])  # labeled: clamped
+  np.testing.assert_array_equal(np.asarray(balanced.labels)[2:], [0, 0, 0, 1, 1, 1])
+  assert metrics["offline/pl_acc_all"] == 1.0
+  want = [_norm(_unit(0) + _unit(0) + _unit(5) + _unit(-5)),
+          _norm(_unit(90) + _unit(40) + _unit(44) + _unit(90))]
+  np.testing.assert_allclose(np.asarray(balanced.centers), want, atol=1e-5)
+
+
 def test_vouching_without_unlabeled_rows_changes_nothing(monkeypatch):
   """supervised_proto's phase (labeled rows only): no mode k-means runs, the prototypes are the
   labeled means either way."""
@@ -295,6 +314,6 @@ def test_vouching_without_unlabeled_rows_changes_nothing(monkeypatch):
   def no_modes(*args, **kwargs):
     raise AssertionError("vouched_rows ran without unlabeled rows")
   monkeypatch.setattr(offline, "vouched_rows", no_modes)
-  vouched, _ = _run_phase(case, vouch_modes=3, vouch_rule="gated")
+  vouched, _ = _run_phase(case, vouch_modes=3, vouch_rule="gated", assign="balanced")
   np.testing.assert_array_equal(np.asarray(vouched.centers), np.asarray(plain.centers))
   np.testing.assert_allclose(np.asarray(vouched.centers), [_unit(0), _unit(90)], atol=1e-6)

@@ -8,7 +8,7 @@ The synthetic grid's setting (configs/grids/synthetic.py, 700 steps, 3 seeds) wi
 the choices of beta, head_weight and eval.head need; scored on its 600 validation clips, which
 training never reads.
 """
-from configs.grids import synthetic
+from configs.grids import _offline_rows, synthetic
 
 
 def get_grid():
@@ -27,16 +27,7 @@ def get_grid():
           # The evaluated head (training unchanged): the frozen prototypes, or both heads' mean.
           "head_proto": {"eval.head": "proto"},
           "head_ensemble": {"eval.head": "ensemble"},
-          # Kept only where a labeled clip of the same label vouches for the row's mode.
-          "vouch": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "unanimous"},
-          # The same with the mode's labeled majority vouching (unanimity starved synthetic).
-          "vouch_majority": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "majority"},
-          # Dropped only where the mode's labeled clips all say another class.
-          "veto": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "veto"},
-          # Judged only by modes whose labeled clips agree on one label (mixed modes pass).
-          "decisive": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "decisive"},
-          # Unanimous only in rounds where no mode mixes labeled clips of two labels.
-          "gated": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated"},
+          **_offline_rows.ROWS,
       },
       ablation_budgets=["10%"],
   )

@@ -9,7 +9,7 @@ adds one mechanism aimed at the first-round drop after warm-up (a round's wrong 
 pulling the model away from what it already predicts); `supervised_proto` is the bar the
 unlabeled terms must clear.
 """
-from configs.grids import watch
+from configs.grids import _offline_rows, watch
 
 
 def get_grid():
@@ -20,8 +20,10 @@ def get_grid():
   grid.update(
       name="watch_val",
       methods=["fixmatch", "aplt", "supervised_proto"],
-      # 10% (~22 labels per class) was added later as a budget no earlier choice had seen.
-      budgets={k: v for k, v in grid["budgets"].items() if k in ("2/class", "8/class", "10%")},
+      # 10% (~22 labels per class) and later 4/class were added as budgets no earlier choice
+      # had seen.
+      budgets={**{k: v for k, v in grid["budgets"].items() if k in ("2/class", "8/class", "10%")},
+               "4/class": {"data.labels_per_class": 4, "data.labeled_ratio": None}},
       ablations={
           "offline_agree": {"aplt.offline_agree": True},
           "margin_offline_agree": {"aplt.select": "margin", "aplt.offline_agree": True},
@@ -37,17 +39,8 @@ def get_grid():
           # The evaluated head (training unchanged): the frozen prototypes, or both heads' mean.
           "head_proto": {"eval.head": "proto"},
           "head_ensemble": {"eval.head": "ensemble"},
-          # Kept only where a labeled clip of the same label vouches for the row's mode.
-          "vouch": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "unanimous"},
-          # The same with the mode's labeled majority vouching (unanimity starved synthetic).
-          "vouch_majority": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "majority"},
-          # Dropped only where the mode's labeled clips all say another class.
-          "veto": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "veto"},
-          # Judged only by modes whose labeled clips agree on one label (mixed modes pass).
-          "decisive": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "decisive"},
-          # Unanimous only in rounds where no mode mixes labeled clips of two labels.
-          "gated": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated"},
+          **_offline_rows.ROWS,
       },
-      ablation_budgets=["2/class", "8/class", "10%"],
+      ablation_budgets=["2/class", "8/class", "10%", "4/class"],
   )
   return grid

@@ -1,0 +1,20 @@
+"""The offline-phase rows both validation grids score (watch_val.py, synthetic_val.py).
+
+Each is an ablation of the pre-vouching default those grids pin in their base, so its paired
+difference is against that `aplt` row; `gated` is today's default (configs/default.py).
+"""
+
+ROWS = {
+    # Kept only where a labeled clip of the same label vouches for the row's mode.
+    "vouch": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "unanimous"},
+    # The same with the mode's labeled majority vouching (unanimity starved synthetic).
+    "vouch_majority": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "majority"},
+    # Dropped only where the mode's labeled clips all say another class.
+    "veto": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "veto"},
+    # Judged only by modes whose labeled clips agree on one label (mixed modes pass).
+    "decisive": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "decisive"},
+    # Unanimous only in rounds where no mode mixes labeled clips of two labels.
+    "gated": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated"},
+    # gated, with the k-means' cluster sizes held to the labeled class frequencies.
+    "balanced": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated", "aplt.assign": "balanced"},
+}
