@@ -21,6 +21,9 @@ from aplt_jax.errors import ConfigError
 # Keys that may differ between a run and its resumption (they do not change results).
 RESUME_FREE = ("progress", "data.data_dir", "data.manual_dir", "data.read_threads",
                "data.prefetch", "data.read_workers", "keep_checkpoints")
+# Keys added after runs existed, with the value that reproduces those runs: a saved config.json
+# without the key resumes when the current config holds that value (any other value is a diff).
+ADDED_LATER = {"aplt.assign": "nearest"}
 
 
 def _require(cond: bool, msg: str) -> None:
@@ -181,7 +184,7 @@ def write_or_compare_config(config, workdir: str, holds_run: bool = True) -> Non
       os.remove(file)  # no progress to protect: rewritten (config) or redrawn (split)
   if os.path.exists(path):
     saved = workdir_lib.read_json(path)
-    a, b = _flatten(saved), _flatten(current)
+    a, b = {**ADDED_LATER, **_flatten(saved)}, _flatten(current)
     diff = sorted(k for k in set(a) | set(b) if k not in RESUME_FREE and a.get(k) != b.get(k))
     if diff and not holds_run:
       split = os.path.join(workdir, "split.json")

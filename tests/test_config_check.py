@@ -134,6 +134,19 @@ def test_a_different_config_is_refused_once_the_workdir_holds_progress(tmp_path)
   config_check.write_or_compare_config(resume_free, str(tmp_path), holds_run=True)
 
 
+def test_a_run_saved_before_a_key_was_added_resumes_with_that_keys_old_value(tmp_path):
+  config_check.write_or_compare_config(tiny_config(tmp_path), str(tmp_path), holds_run=False)
+  path = tmp_path / "config.json"
+  saved = json.loads(path.read_text())
+  del saved["aplt"]["assign"]  # as written before aplt.assign existed
+  path.write_text(json.dumps(saved))
+  config_check.write_or_compare_config(tiny_config(tmp_path), str(tmp_path), holds_run=True)
+  path.write_text(json.dumps(saved))
+  with pytest.raises(ConfigError, match="aplt.assign: 'nearest' -> 'balanced'"):
+    config_check.write_or_compare_config(tiny_config(tmp_path, **{"aplt.assign": "balanced"}),
+                                         str(tmp_path), holds_run=True)
+
+
 def test_a_workdir_without_progress_takes_the_new_config_and_redraws_the_split(tmp_path):
   config_check.write_or_compare_config(tiny_config(tmp_path), str(tmp_path), holds_run=False)
   (tmp_path / "split.json").write_text("{}")
