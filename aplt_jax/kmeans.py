@@ -297,14 +297,14 @@ def jit_euclidean_kmeans(x, init_centers, valid, *, max_iter=100, tol=1e-5):
 
 
 @functools.lru_cache(maxsize=None)
-def _sharded_fn(kind: str, mesh: Mesh, num_classes: int | None, balanced: bool = False):
-  """One jitted shard_map per (mode, mesh, K, balancing); jit's own cache handles shapes."""
+def _sharded_fn(kind: str, mesh: Mesh, num_classes: int | None):
+  """One jitted shard_map per (mode, mesh, K); jit's own cache handles shapes (and balancing
+  on / off: `balance_scale` None or a scalar)."""
   rows, rep = P(DATA_AXIS), P()
   if kind == "spherical":
     def per_shard(z, labels, valid, max_iter, tol, balance_scale):
       return spherical_kmeans(z, labels, valid, num_classes, max_iter=max_iter, tol=tol,
-                              balance_scale=balance_scale if balanced else None,
-                              axis_name=DATA_AXIS)
+                              balance_scale=balance_scale, axis_name=DATA_AXIS)
     in_specs = (rows, rows, rows, rep, rep, rep)
   else:
     def per_shard(x, init_centers, valid, max_iter, tol):
@@ -355,11 +355,9 @@ def sharded_spherical_kmeans(mesh: Mesh, z, labels, valid, num_classes: int, *,
   n = z.shape[0]
   n_pad = _num_padding(mesh, n)
   z, labels, valid = _shard_rows(mesh, n_pad, (z, 0.0), (labels, -1), (valid, False))
-  balanced = balance_scale is not None
   max_iter, tol, scale = parallel.replicate(
-      mesh, (*_scalars(max_iter, tol), jnp.float32(balance_scale if balanced else 0.0)))
-  res = _sharded_fn("spherical", mesh, num_classes, balanced)(z, labels, valid, max_iter, tol,
-                                                              scale)
+      mesh, (*_scalars(max_iter, tol), _balance(balance_scale)))
+  res = _sharded_fn("spherical", mesh, num_classes)(z, labels, valid, max_iter, tol, scale)
   return res._replace(assign=res.assign[:n])
 
 
