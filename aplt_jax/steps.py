@@ -46,7 +46,7 @@ class LossWeights:
   `offline_agree`: the converse check: a kept offline label trains (E8 and the head term) only
   where the current model's weak-view argmax equals it (aimed at a round's wrong clusters pulling
   the model away from what it predicts; on watch it drops few clips, as the head and the
-  clustering read one embedding: README, "A second validation round").
+  clustering read one embedding: docs/choosing_the_offline_phase.md).
   """
   lambda_u: float = 1.0
   alpha: float = 1.0

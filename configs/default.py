@@ -139,7 +139,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.aplt.offline_every = 1  # Rounds per offline phase.
   c.aplt.sync = False  # Ablation: pseudo-labels from the current online predictions each step.
   c.aplt.embed_ema = True  # Offline embedding with the EMA parameters.
-  # The offline phase's strength (DESIGN 2, "Open"; chosen on validation splits, README).
+  # The offline phase's strength (DESIGN 2, "Open"; chosen on validation splits,
+  # docs/choosing_the_offline_phase.md).
   c.aplt.select = "distance"  # Score the threshold screens: distance | margin | prob.
   c.aplt.center = False  # Centre the offline features (and the prototype branch's) on their mean.
   # The frozen prototypes m_c: refined (E4, labeled + kept unlabeled) | labeled (labeled only).
@@ -149,7 +150,7 @@ def get_config() -> ml_collections.ConfigDict:
   # unanimous (all carry it) | majority (most do) | veto (some do, or the mode has none) |
   # decisive (unanimous, or the mode's labeled rows carry several labels) | gated (unanimous
   # while no mode mixes labeled rows of two labels, else all pass).
-  c.aplt.vouch_modes = 3  # 0 before the third validation round (README, "Vouching").
+  c.aplt.vouch_modes = 3  # 0 before the third validation round.
   c.aplt.vouch_rule = "gated"
   # How the semi-supervised k-means assigns unlabeled rows: nearest (centre) | balanced (Sinkhorn
   # on s*cos, cluster sizes following the labeled rows' class frequencies; kmeans.balance_offsets).
@@ -162,8 +163,8 @@ def get_config() -> ml_collections.ConfigDict:
   # E8 and the head term count only where the kept offline label equals the online argmax.
   c.aplt.offline_agree = False
   # Weight of E7 (FixMatch's online term) in APLT's loss. 0 (with head_weight 1): the parametric
-  # head learns from the offline labels instead, chosen on validation (README, "Choosing the
-  # offline phase"); 1 with head_weight 0 is the paper figure's objective.
+  # head learns from the offline labels instead, chosen on validation
+  # (docs/choosing_the_offline_phase.md); 1 with head_weight 0 is the paper figure's objective.
   c.aplt.online_weight = 0.0
 
   # ---- Evaluation, logging, checkpoints -----------------------------------------------------

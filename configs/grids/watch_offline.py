@@ -4,8 +4,8 @@
       --eval_split=val
 
 Each ablation row changes one knob of configs/watch.py's APLT (DESIGN §2, "Open: the offline
-phase's strength"); FixMatch and APLT as they are give the reference rows. The README's
-"Choosing the offline phase" reads the paired differences from this grid's results.md.
+phase's strength"); FixMatch and APLT as they are give the reference rows. The first round of
+docs/choosing_the_offline_phase.md reads the paired differences from this grid's results.md.
 """
 from configs.grids import watch
 

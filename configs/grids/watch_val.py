@@ -4,7 +4,7 @@
       --eval_split=val
 
 The base is configs/watch.py's APLT without vouching (offline labels on the head, no E7; the
-default these rows were chosen from, README "Choosing the offline phase"). Each ablation row
+default these rows were chosen from, docs/choosing_the_offline_phase.md). Each ablation row
 adds one mechanism aimed at the first-round drop after warm-up (a round's wrong clusters
 pulling the model away from what it already predicts); `supervised_proto` is the bar the
 unlabeled terms must clear.
