@@ -23,7 +23,7 @@ RESUME_FREE = ("progress", "data.data_dir", "data.manual_dir", "data.read_thread
                "data.prefetch", "data.read_workers", "keep_checkpoints")
 # Keys added after runs existed, with the value that reproduces those runs: a saved config.json
 # without the key resumes when the current config holds that value (any other value is a diff).
-ADDED_LATER = {"aplt.assign": "nearest"}
+ADDED_LATER = {"aplt.assign": "nearest", "aplt.kept_weight": "uniform"}
 
 
 def _require(cond: bool, msg: str) -> None:
@@ -82,7 +82,7 @@ def check_config(config) -> None:
   _require(c.aplt.offline_every >= 1, f"aplt.offline_every={c.aplt.offline_every} must be >= 1.")
   _require(c.aplt.labeled_views >= 0,
            f"aplt.labeled_views={c.aplt.labeled_views} must be >= 0.")
-  from aplt_jax import offline  # pylint: disable=g-import-not-at-top
+  from aplt_jax import offline, steps  # pylint: disable=g-import-not-at-top
   _require(c.aplt.select in offline.SELECTION_SCORES,
            f"aplt.select={c.aplt.select!r} is unknown; choose one of {offline.SELECTION_SCORES}.")
   _require(c.aplt.prototypes in offline.PROTOTYPE_SOURCES,
@@ -94,6 +94,9 @@ def check_config(config) -> None:
            f"{offline.VOUCH_RULES}.")
   _require(c.aplt.assign in offline.ASSIGNMENTS,
            f"aplt.assign={c.aplt.assign!r} is unknown; choose one of {offline.ASSIGNMENTS}.")
+  _require(c.aplt.kept_weight in steps.KEPT_WEIGHTS,
+           f"aplt.kept_weight={c.aplt.kept_weight!r} is unknown; choose one of "
+           f"{steps.KEPT_WEIGHTS}.")
   _require(c.aplt.threshold_q_final is None or 0.0 < c.aplt.threshold_q_final <= 1.0,
            f"aplt.threshold_q_final={c.aplt.threshold_q_final} must be None or in (0, 1].")
   _require(c.aplt.head_weight >= 0 and c.aplt.rampup_steps >= 0 and c.aplt.online_weight >= 0,

@@ -99,6 +99,26 @@ def masked_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
   return jnp.sum(weights.astype(values.dtype) * values) / values.shape[0]
 
 
+def class_balanced_weights(labels: jax.Array, keep: jax.Array, prior: jax.Array) -> jax.Array:
+  """Per-class weights that give each class's kept rows its `prior` share of the kept mass.
+
+  Args:
+    labels: [N] int class of each row.
+    keep: [N] bool rows that count.
+    prior: [C] float class frequencies.
+
+  Returns:
+    [C] float32 `w_c = prior_c / P * K / n_c` (K kept rows, n_c of them in class c, P the prior
+    mass of the classes with n_c > 0; 0 where n_c = 0): the kept rows' weights average 1 and
+    class c's rows carry `K * prior_c / P` of them together.
+  """
+  counts = jnp.zeros(prior.shape, jnp.float32).at[labels].add(keep.astype(jnp.float32))
+  present = counts > 0
+  mass = jnp.sum(jnp.where(present, prior, 0.0))
+  share = prior / jnp.maximum(mass, 1e-12)
+  return jnp.where(present, share * jnp.sum(counts) / jnp.maximum(counts, 1.0), 0.0)
+
+
 def consistency_loss(logits_s: jax.Array, pseudo: jax.Array, weights: jax.Array) -> jax.Array:
   """Weighted hard-label consistency loss on the strong view (E7 and the baselines).
 

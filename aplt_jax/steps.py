@@ -26,6 +26,8 @@ from aplt_jax.ssl import SSLMethod
 from aplt_jax.state import Prototypes, TrainState
 
 PyTree = Any
+# How the kept offline labels are weighted in E8 and the head term (`aplt.kept_weight`).
+KEPT_WEIGHTS = ("uniform", "class_balanced")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +49,10 @@ class LossWeights:
   where the current model's weak-view argmax equals it (aimed at a round's wrong clusters pulling
   the model away from what it predicts; on watch it drops few clips, as the head and the
   clustering read one embedding: docs/choosing_the_offline_phase.md).
+  `class_prior` ([C] labeled class frequencies, or empty): when given, each kept offline label's
+  E8 and head-term weight is `losses.class_balanced_weights` of its class, so every class's share
+  of those terms follows the labeled prior instead of its cluster's size
+  (`aplt.kept_weight=class_balanced`).
   """
   lambda_u: float = 1.0
   alpha: float = 1.0
@@ -62,15 +68,20 @@ class LossWeights:
   online_agree: bool = False
   online_weight: float = 1.0
   offline_agree: bool = False
+  class_prior: tuple[float, ...] = ()
 
   @classmethod
-  def from_config(cls, config) -> "LossWeights":
+  def from_config(cls, config, class_prior=()) -> "LossWeights":
+    """`class_prior`: the labeled class frequencies, used when `aplt.kept_weight=class_balanced`."""
     a = config.aplt
+    if a.kept_weight == "class_balanced" and not len(class_prior):
+      raise ValueError("aplt.kept_weight=class_balanced needs the labeled class frequencies")
+    prior = tuple(float(p) for p in class_prior) if a.kept_weight == "class_balanced" else ()
     return cls(lambda_u=config.ssl.lambda_u, alpha=a.alpha, beta=a.beta, scale=a.scale,
                margin=a.margin, sync=a.sync, sync_threshold=config.ssl.threshold,
                head_weight=a.head_weight, rampup_start=config.warmup_steps,
                rampup_steps=a.rampup_steps, center=a.center, online_agree=a.online_agree,
-               online_weight=a.online_weight, offline_agree=a.offline_agree)
+               online_weight=a.online_weight, offline_agree=a.offline_agree, class_prior=prior)
 
   def ramp(self, step: jax.Array) -> jax.Array:
     """[] float32 factor in [0, 1] on the prototype-branch weights at global `step`."""
@@ -217,15 +228,22 @@ def make_train_step(method: SSLMethod, views: Views, weights: LossWeights, ema_d
           if weights.sync:
             yhat = jnp.argmax(probs_w, -1)
             keep = (jnp.max(probs_w, -1) >= weights.sync_threshold).astype(jnp.float32)
+            weight = keep
           else:
             yhat = prototypes.labels[unl["index"]]
             keep = prototypes.keep[unl["index"]].astype(jnp.float32)
             if weights.offline_agree:  # the online prediction checks the offline label
               keep = keep * (jnp.argmax(probs_w, -1) == yhat).astype(jnp.float32)
-          terms["u_margin"] = losses.masked_mean(losses.cosface_loss(
-              chunk(pfeats, is_), centers, yhat, scale=weights.scale, margin=weights.margin), keep)
+            weight = keep
+            if weights.class_prior:  # each class's share follows the labeled prior
+              per_class = losses.class_balanced_weights(prototypes.labels, prototypes.keep,
+                                                        jnp.asarray(weights.class_prior))
+              weight = keep * per_class[yhat]
+          e8 = losses.cosface_loss(chunk(pfeats, is_), centers, yhat, scale=weights.scale,
+                                   margin=weights.margin)
+          terms["u_margin"] = losses.masked_mean(e8, weight)
           if weights.head_weight:
-            terms["u_head"] = losses.consistency_loss(logits_s, yhat, keep)
+            terms["u_head"] = losses.consistency_loss(logits_s, yhat, weight)
           aux["proto_keep_rate"] = jnp.mean(keep)
           aux["proto_pl_acc_kept"] = _accuracy_where(yhat, hidden, keep)
         aux["loss_extra"] = extra  # The method's own term (FreeMatch's fairness), else 0.

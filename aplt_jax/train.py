@@ -112,7 +112,8 @@ class Run:
     self.views = augment.build(self.dataset.modality, c, **self.dataset.view_kwargs)
     self.tx = steps.make_optimizer(c.optim, c.total_steps)
     rep, dat = parallel.replicated(self.mesh), parallel.data_sharded(self.mesh)
-    weights = steps.LossWeights.from_config(c)
+    prior = np.bincount(labels[self.labeled], minlength=self.num_classes) / len(self.labeled)
+    weights = steps.LossWeights.from_config(c, class_prior=prior)
     online = steps.make_train_step(self.method, self.views, weights, c.ema_decay)
     jit_train = lambda fn: jax.jit(fn, in_shardings=(rep, dat, rep), out_shardings=(rep, rep),
                                    donate_argnums=(0,))

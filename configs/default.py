@@ -155,6 +155,9 @@ def get_config() -> ml_collections.ConfigDict:
   # How the semi-supervised k-means assigns unlabeled rows: nearest (centre) | balanced (Sinkhorn
   # on s*cos, cluster sizes following the labeled rows' class frequencies; kmeans.balance_offsets).
   c.aplt.assign = "nearest"
+  # The kept offline labels' weights in E8 and the head term: uniform (1 each) | class_balanced
+  # (each class's share follows the labeled class frequencies, not its cluster's size).
+  c.aplt.kept_weight = "uniform"
   c.aplt.threshold_q_final = config_dict.placeholder(float)  # q grows linearly to this by the
   # last round (None: q stays aplt.threshold_q).
   c.aplt.head_weight = 1.0  # gamma: kept offline labels also train the linear head h (E7-like).

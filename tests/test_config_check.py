@@ -39,6 +39,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
     ({"aplt.vouch_modes": -1}, "aplt.vouch_modes=-1 must be >= 0"),
     ({"aplt.vouch_rule": "all"}, "aplt.vouch_rule='all' is unknown"),
     ({"aplt.assign": "greedy"}, "aplt.assign='greedy' is unknown"),
+    ({"aplt.kept_weight": "inverse"}, "aplt.kept_weight='inverse' is unknown"),
     ({"seed": -1}, "seed=-1 / data.split_seed=None: seeds must be integers >= 0"),
     ({"data.split_seed": -2}, "data.split_seed=-2: seeds must be integers >= 0"),
     ({"steps_per_round": 0}, "steps_per_round=0: use -1 (one pass over the unlabeled set"),
@@ -138,7 +139,8 @@ def test_a_run_saved_before_a_key_was_added_resumes_with_that_keys_old_value(tmp
   config_check.write_or_compare_config(tiny_config(tmp_path), str(tmp_path), holds_run=False)
   path = tmp_path / "config.json"
   saved = json.loads(path.read_text())
-  del saved["aplt"]["assign"]  # as written before aplt.assign existed
+  del saved["aplt"]["assign"]  # as written before aplt.assign and aplt.kept_weight existed
+  del saved["aplt"]["kept_weight"]
   path.write_text(json.dumps(saved))
   config_check.write_or_compare_config(tiny_config(tmp_path), str(tmp_path), holds_run=True)
   path.write_text(json.dumps(saved))

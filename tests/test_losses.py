@@ -114,6 +114,20 @@ def test_masked_mean_divides_by_batch_size():
   assert losses.masked_mean(values, jnp.zeros(4)) == 0.0
 
 
+def test_class_balanced_weights_hand_values():
+  """Kept rows 0,0,0,1 (class 2 has none): prior (0.5, 0.3, 0.2) renormalised over the present
+  classes gives shares 0.625 / 0.375 of K = 4, i.e. 2.5 over 3 rows and 1.5 over 1 row."""
+  labels = jnp.array([0, 0, 0, 1, 2, 2, 1, 0])
+  keep = jnp.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+  w = losses.class_balanced_weights(labels, keep, jnp.array([0.5, 0.3, 0.2]))
+  np.testing.assert_allclose(w, [2.5 / 3, 1.5, 0.0], rtol=1e-6)
+  assert float(jnp.sum(jnp.where(keep, w[labels], 0.0))) == pytest.approx(4.0)
+  # Sizes that already follow the prior give every kept row weight 1.
+  even = losses.class_balanced_weights(jnp.array([0, 1, 1, 2]), jnp.ones(4, bool),
+                                       jnp.array([0.25, 0.5, 0.25]))
+  np.testing.assert_allclose(even, [1.0, 1.0, 1.0], rtol=1e-6)
+
+
 def test_consistency_loss_hand_value():
   logits_s = jnp.array([[0.0, math.log(3.0)], [1.0, 1.0], [5.0, -5.0]])
   pseudo = jnp.array([1, 0, 1])

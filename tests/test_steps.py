@@ -8,6 +8,7 @@ from aplt_jax.augment import video as augment
 from aplt_jax import models
 from aplt_jax import parallel
 from aplt_jax import ssl
+from aplt_jax import losses
 from aplt_jax import steps
 from aplt_jax.state import Prototypes
 
@@ -310,3 +311,25 @@ def test_offline_agree_keeps_only_offline_labels_the_model_predicts(setup):
   # A shift nobody agrees with trains neither the head nor E8.
   for r, h in zip(rates, heads):
     assert (h == 0) == (r == 0)
+
+
+def test_class_balanced_kept_weights_reweight_e8_and_the_head_term_per_class(setup):
+  """With the kept rows of two classes, E8 and the head term are each class's own term (kept
+  alone, where its weight is 1) times `losses.class_balanced_weights` of the mixed kept set."""
+  method = ssl.get("aplt")
+  state = setup["new_state"](method)
+  prior = (0.5, 0.3, 0.2)
+  fn = jax.jit(steps.make_train_step(
+      method, setup["views"], steps.LossWeights(head_weight=1.0, class_prior=prior), 0.999))
+  labels = jnp.asarray(np.arange(NUM_TRAIN) % 2, jnp.int32)  # classes 0 and 1 only
+  keep = jnp.asarray(np.arange(NUM_TRAIN) % 3 != 0)  # 4 kept rows per class: weights 1.25, 0.75
+  protos = setup["protos"].replace(labels=labels, keep=keep)
+  only = {c: fn(state, setup["batch"], protos.replace(keep=keep & (labels == c)))[1]
+          for c in (0, 1)}
+  mixed = fn(state, setup["batch"], protos)[1]
+  w = np.asarray(losses.class_balanced_weights(labels, keep, jnp.asarray(prior)))
+  assert abs(w[0] - 1.0) > 0.05 and abs(w[1] - 1.0) > 0.05
+  for term in ("loss_u_margin", "loss_u_head"):
+    expected = w[0] * float(only[0][term]) + w[1] * float(only[1][term])
+    assert float(mixed[term]) == pytest.approx(expected, rel=1e-5)
+    assert float(only[0][term]) > 0 and float(only[1][term]) > 0

@@ -73,7 +73,8 @@ def test_a_different_config_in_the_same_workdir_is_refused(runs, data_dir):
 def test_offline_options_and_the_supervised_proto_control_end_to_end(data_dir, tmp_path):
   """Every offline-phase knob at once runs to the end; the control builds label-only prototypes."""
   knobs = {"aplt.select": "margin", "aplt.center": True, "aplt.head_weight": 1.0,
-           "aplt.rampup_steps": 3, "aplt.threshold_q_final": 1.0}
+           "aplt.rampup_steps": 3, "aplt.threshold_q_final": 1.0,
+           "aplt.kept_weight": "class_balanced"}
   final = train.train_and_evaluate(tiny_config(data_dir, **knobs), str(tmp_path / "knobs"),
                                    jax.devices()[:1])
   assert 0 <= final["ema"]["top1"] <= 1

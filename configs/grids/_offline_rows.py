@@ -17,4 +17,7 @@ ROWS = {
     "gated": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated"},
     # gated, with the k-means' cluster sizes held to the labeled class frequencies.
     "balanced": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated", "aplt.assign": "balanced"},
+    # gated, with each class's kept labels weighted to the labeled class frequencies.
+    "kept_balance": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated",
+                     "aplt.kept_weight": "class_balanced"},
 }

@@ -20,10 +20,11 @@ def get_grid():
   grid.update(
       name="watch_val",
       methods=["fixmatch", "aplt", "supervised_proto"],
-      # 10% (~22 labels per class) and later 4/class were added as budgets no earlier choice
-      # had seen.
+      # 10% (~22 labels per class), then 4/class and 1/class were added as budgets no earlier
+      # choice had seen.
       budgets={**{k: v for k, v in grid["budgets"].items() if k in ("2/class", "8/class", "10%")},
-               "4/class": {"data.labels_per_class": 4, "data.labeled_ratio": None}},
+               "4/class": {"data.labels_per_class": 4, "data.labeled_ratio": None},
+               "1/class": {"data.labels_per_class": 1, "data.labeled_ratio": None}},
       ablations={
           "offline_agree": {"aplt.offline_agree": True},
           "margin_offline_agree": {"aplt.select": "margin", "aplt.offline_agree": True},
@@ -41,6 +42,6 @@ def get_grid():
           "head_ensemble": {"eval.head": "ensemble"},
           **_offline_rows.ROWS,
       },
-      ablation_budgets=["2/class", "8/class", "10%", "4/class"],
+      ablation_budgets=["2/class", "8/class", "10%", "4/class", "1/class"],
   )
   return grid
