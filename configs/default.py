@@ -99,6 +99,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.augment_seq.time_warp = 0.5  # Strong: max relative speed change of a smooth time warp (< 1).
   c.augment_seq.channel_drop = 0.1  # Strong: probability of zeroing each channel (or joint).
   c.augment_seq.time_mask = 0.2  # Strong: max fraction of the steps zeroed, as one span.
+  # Both views: with probability 1/2 the left-right reflection, () for none: a sign per element
+  # of the last axis, and for skeletons the left <-> right joint permutation.
+  c.augment_seq.mirror_sign = ()
+  c.augment_seq.mirror_joints = ()
 
   # ---- Optimisation -----------------------------------------------------------------------
   c.batch_size = 16  # Labeled clips per global step (divisible by the device count).

@@ -11,6 +11,12 @@ model selection). Backbone: a 4-block TCN on standardised channels.
 """
 from configs import default
 
+# The left-right reflection of a wrist sensor's motion, for `augment_seq.mirror_sign` (channels
+# ax ay az wx wy wz): the axis across the body, ax, changes sign and, angular velocity being a
+# pseudovector, so do the gyro axes perpendicular to it, wy and wz. Each exercise was recorded
+# on both arms; the validation grids try it (docs/choosing_the_offline_phase.md, round 7).
+MIRROR_SIGN = (-1, 1, 1, 1, -1, -1)
+
 
 def get_config(method: str = "aplt"):
   c = default.get_config()

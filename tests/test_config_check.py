@@ -139,14 +139,21 @@ def test_a_run_saved_before_a_key_was_added_resumes_with_that_keys_old_value(tmp
   config_check.write_or_compare_config(tiny_config(tmp_path), str(tmp_path), holds_run=False)
   path = tmp_path / "config.json"
   saved = json.loads(path.read_text())
-  del saved["aplt"]["assign"]  # as written before aplt.assign and aplt.kept_weight existed
+  del saved["aplt"]["assign"]  # as written before these keys existed
   del saved["aplt"]["kept_weight"]
+  del saved["augment_seq"]["mirror_sign"]
+  del saved["augment_seq"]["mirror_joints"]
   path.write_text(json.dumps(saved))
   config_check.write_or_compare_config(tiny_config(tmp_path), str(tmp_path), holds_run=True)
   path.write_text(json.dumps(saved))
   with pytest.raises(ConfigError, match="aplt.assign: 'nearest' -> 'balanced'"):
     config_check.write_or_compare_config(tiny_config(tmp_path, **{"aplt.assign": "balanced"}),
                                          str(tmp_path), holds_run=True)
+  path.write_text(json.dumps(saved))
+  with pytest.raises(ConfigError, match=r"augment_seq.mirror_sign: \[\] -> \[-1, 1\]"):
+    config_check.write_or_compare_config(
+        tiny_config(tmp_path, **{"augment_seq.mirror_sign": (-1, 1)}), str(tmp_path),
+        holds_run=True)
 
 
 def test_a_workdir_without_progress_takes_the_new_config_and_redraws_the_split(tmp_path):

@@ -384,6 +384,53 @@ def test_strong_view_drops_whole_channels_and_masks_one_span():
     np.testing.assert_array_equal(zero[b], dropped[b][None, :] | spans[b][:, None])
 
 
+def test_mirror_reflects_about_half_the_sequences_and_leaves_other_draws_alone():
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(64, 20, 3)), jnp.float32)
+  plain = dict(crop_scale=(1.0, 1.0), scale_std=0.0, jitter_std=0.0)
+  cfg = augment_seq.SeqAugmentConfig(mirror_sign=(-1, 1, -1), **plain)
+  out = np.asarray(_weak(jax.random.key(0), x, cfg=cfg))
+  flipped = np.isclose(out, np.asarray(x) * [-1, 1, -1], atol=1e-5).all(axis=(1, 2))
+  kept = np.isclose(out, np.asarray(x), atol=1e-5).all(axis=(1, 2))
+  assert (flipped ^ kept).all() and 0.25 < flipped.mean() < 0.75
+  # The coin is folded in, not split off: with a mirror every other draw is the same, so a
+  # mirrored view equals the un-mirrored config's view of the reflected input.
+  base = augment_seq.SeqAugmentConfig()
+  with_mirror = augment_seq.SeqAugmentConfig(mirror_sign=(-1, 1, -1))
+  for view in (_weak, _strong):
+    a = np.asarray(view(jax.random.key(5), x, cfg=with_mirror))
+    b = np.asarray(view(jax.random.key(5), x, cfg=base))
+    b_reflected = np.asarray(view(jax.random.key(5), x * jnp.asarray([-1.0, 1.0, -1.0]),
+                                  cfg=base))
+    same = np.isclose(a, b, atol=1e-5).all(axis=(1, 2))
+    refl = np.isclose(a, b_reflected, atol=1e-5).all(axis=(1, 2))
+    assert (same | refl).all() and refl.any() and same.any()
+
+
+def test_mirror_permutes_skeleton_joints_and_checks_its_config():
+  x = jnp.arange(2 * 5 * 3 * 2, dtype=jnp.float32).reshape(2, 5, 3, 2)  # [B, T, J=3, D=2]
+  cfg = augment_seq.SeqAugmentConfig(crop_scale=(1.0, 1.0), scale_std=0.0, jitter_std=0.0,
+                                     mirror_sign=(-1, 1), mirror_joints=(0, 2, 1))
+  reflected = np.asarray(x)[:, :, [0, 2, 1]] * [-1, 1]
+  seen = set()
+  for k in range(8):
+    out = np.asarray(_weak(jax.random.key(k), x, cfg=cfg))
+    for b in range(2):
+      if np.allclose(out[b], reflected[b], atol=1e-4):
+        seen.add("mirrored")
+      else:
+        np.testing.assert_allclose(out[b], x[b], atol=1e-4)
+        seen.add("plain")
+  assert seen == {"mirrored", "plain"}
+  with pytest.raises(ConfigError, match=r"only \+1 / -1"):
+    augment_seq.SeqAugmentConfig(mirror_sign=(-1, 0.5))
+  with pytest.raises(ConfigError, match="permutation"):
+    augment_seq.SeqAugmentConfig(mirror_sign=(-1, 1), mirror_joints=(0, 0, 1))
+  with pytest.raises(ConfigError, match="needs augment_seq.mirror_sign"):
+    augment_seq.SeqAugmentConfig(mirror_joints=(1, 0))
+  with pytest.raises(ConfigError, match="3 signs for sequences whose last axis has 2"):
+    _weak(jax.random.key(0), x, cfg=augment_seq.SeqAugmentConfig(mirror_sign=(-1, 1, 1)))
+
+
 def test_time_warp_is_monotone_with_fixed_ends():
   u = jnp.linspace(0, 1, 101)
   for a, k, p in ((0.9, 1.0, 0.3), (-0.9, 2.0, 2.0), (0.5, 2.0, 5.0)):

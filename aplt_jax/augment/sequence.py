@@ -6,11 +6,17 @@ channel); batches add a leading B. Every view is float32 `[T', ...]` with `T' = 
 dropout drops axis 1 whole (a channel of `[T, C]`, a joint of `[T, J, D]`).
 
 Weak view (every random parameter drawn once per sequence, applied to all its steps):
+  mirror      with probability 1/2, the body's left-right reflection, where the config gives one
+              (`mirror_sign`, `mirror_joints`; off by default): the last axis times per-element
+              signs (e.g. a wrist sensor's axis across the body, and the two gyro axes
+              perpendicular to it), and, for `[T, J, D]`, the joints permuted left <-> right.
+              The sequences' counterpart of the video views' horizontal flip;
   time crop   a window of `s * (T - 1)` steps, `s ~ U(crop_scale)`, at a uniform offset, linearly
               resampled to T' steps (a random speed-up of up to 1 / crop_scale[0]);
   scaling     each channel times `g ~ N(1, scale_std)`;
   jitter      additive `N(0, jitter_std)` noise on every value.
 Strong view (also drawn once per sequence):
+  mirror          as in the weak view;
   time crop       as in the weak view, with a smooth monotone time warp inside the crop: the
                   resampling positions on the crop's unit interval are `u + a (sin(2 pi k u + p)
                   - sin p) / (2 pi k)`, `a ~ U(-time_warp, time_warp)`, `k in {1, 2}` (local
@@ -34,6 +40,8 @@ import jax.numpy as jnp
 
 from aplt_jax.errors import ConfigError
 
+_MIRROR_STREAM = 0x6D6972  # fold_in data for the mirror's coin (see `_mirror`)
+
 
 @dataclasses.dataclass(frozen=True)
 class SeqAugmentConfig:
@@ -48,6 +56,11 @@ class SeqAugmentConfig:
     time_warp: max relative speed change of the time warp, in [0, 1) (strong).
     channel_drop: probability of zeroing each channel / joint (strong).
     time_mask: max fraction of steps zeroed as one span (strong).
+    mirror_sign: () for no mirror, else one sign (+1 / -1) per element of the last axis (C of
+      `[T, C]`, D of `[T, J, D]`) that a left-right reflection multiplies it by.
+    mirror_joints: () or, for `[T, J, D]`, the permutation of J a reflection applies (joint j
+      becomes joint `mirror_joints[j]`'s mirror image: each left joint's index at its right
+      counterpart's place); needs `mirror_sign`.
   """
   out_len: int = 0
   crop_scale: tuple[float, float] = (0.8, 1.0)
@@ -57,9 +70,21 @@ class SeqAugmentConfig:
   time_warp: float = 0.5
   channel_drop: float = 0.1
   time_mask: float = 0.2
+  mirror_sign: tuple[float, ...] = ()
+  mirror_joints: tuple[int, ...] = ()
 
   def __post_init__(self):
     object.__setattr__(self, "crop_scale", tuple(float(v) for v in self.crop_scale))
+    object.__setattr__(self, "mirror_sign", tuple(float(v) for v in self.mirror_sign))
+    object.__setattr__(self, "mirror_joints", tuple(int(v) for v in self.mirror_joints))
+    if any(v not in (-1.0, 1.0) for v in self.mirror_sign):
+      raise ConfigError(f"augment_seq.mirror_sign must hold only +1 / -1, got {self.mirror_sign}")
+    if self.mirror_joints and not self.mirror_sign:
+      raise ConfigError("augment_seq.mirror_joints needs augment_seq.mirror_sign (the signs of "
+                        "the coordinates a reflection flips)")
+    if sorted(self.mirror_joints) != list(range(len(self.mirror_joints))):
+      raise ConfigError(f"augment_seq.mirror_joints must be a permutation of 0..J-1, got "
+                        f"{self.mirror_joints}")
     lo_hi = self.crop_scale
     if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1] <= 1:
       raise ConfigError(f"augment_seq.crop_scale must be (lo, hi) with 0 < lo <= hi <= 1, got "
@@ -125,6 +150,26 @@ def _crop_positions(key: jax.Array, t: int, t_out: int, cfg: SeqAugmentConfig,
   return start + u * length
 
 
+def _mirror(key: jax.Array, x: jax.Array, cfg: SeqAugmentConfig) -> jax.Array:
+  """`x` [T, ...] reflected with probability 1/2 (`cfg.mirror_sign`, `cfg.mirror_joints`).
+
+  The coin is `fold_in(key, ...)`, not a split of `key`, so configs without a mirror draw every
+  other parameter exactly as before it existed.
+  """
+  if not cfg.mirror_sign:
+    return x
+  if len(cfg.mirror_sign) != x.shape[-1]:
+    raise ConfigError(f"augment_seq.mirror_sign has {len(cfg.mirror_sign)} signs for sequences "
+                      f"whose last axis has {x.shape[-1]} elements ({x.shape[1:]} per step)")
+  y = x * jnp.asarray(cfg.mirror_sign, x.dtype)
+  if cfg.mirror_joints:
+    if x.ndim != 3 or len(cfg.mirror_joints) != x.shape[1]:
+      raise ConfigError(f"augment_seq.mirror_joints permutes {len(cfg.mirror_joints)} joints; "
+                        f"the sequences are {x.shape[1:]} per step")
+    y = y[:, jnp.asarray(cfg.mirror_joints)]
+  return jnp.where(jax.random.bernoulli(jax.random.fold_in(key, _MIRROR_STREAM)), y, x)
+
+
 def _gain_and_noise(key: jax.Array, x: jax.Array, cfg: SeqAugmentConfig) -> jax.Array:
   k_scale, k_noise = jax.random.split(key)
   gain = 1.0 + cfg.scale_std * jax.random.normal(k_scale, x.shape[1:])
@@ -132,8 +177,10 @@ def _gain_and_noise(key: jax.Array, x: jax.Array, cfg: SeqAugmentConfig) -> jax.
 
 
 def weak(key: jax.Array, x: jax.Array, cfg: SeqAugmentConfig) -> jax.Array:
-  """Weak view of one sequence [T, ...]: time crop + resample, scaling, jitter -> [T', ...]."""
+  """Weak view of one sequence [T, ...]: mirror, time crop + resample, scaling, jitter
+  -> [T', ...]."""
   t_out = _out_len(x, cfg)
+  x = _mirror(key, x, cfg)
   k_crop, k_amp = jax.random.split(key)
   y = resample(x, _crop_positions(k_crop, x.shape[0], t_out, cfg, warp=False))
   return _gain_and_noise(k_amp, y, cfg)
@@ -143,6 +190,7 @@ def strong(key: jax.Array, x: jax.Array, cfg: SeqAugmentConfig) -> jax.Array:
   """Strong view of one sequence [T, ...]: the weak ops plus time warp, magnitude warp, channel
   dropout and time masking -> [T', ...]."""
   t_out = _out_len(x, cfg)
+  x = _mirror(key, x, cfg)
   k_crop, k_mag, k_amp, k_drop, k_len, k_pos = jax.random.split(key, 6)
   y = resample(x, _crop_positions(k_crop, x.shape[0], t_out, cfg, warp=True))
   if cfg.magnitude_warp > 0:

@@ -20,4 +20,7 @@ ROWS = {
     # gated, with each class's kept labels weighted to the labeled class frequencies.
     "kept_balance": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated",
                      "aplt.kept_weight": "class_balanced"},
+    # gated, over twice as many unconstrained modes (6 per class), so that a class mode no
+    # labeled clip reaches can get a mode of its own instead of sharing a labeled neighbour's.
+    "vouch6": {"aplt.vouch_modes": 6, "aplt.vouch_rule": "gated"},
 }

@@ -9,7 +9,10 @@ adds one mechanism aimed at the first-round drop after warm-up (a round's wrong 
 pulling the model away from what it already predicts); `supervised_proto` is the bar the
 unlabeled terms must clear.
 """
+from configs import watch as watch_config
 from configs.grids import _offline_rows, watch
+
+MIRROR = {"augment_seq.mirror_sign": watch_config.MIRROR_SIGN}
 
 
 def get_grid():
@@ -24,7 +27,11 @@ def get_grid():
       # choice had seen.
       budgets={**{k: v for k, v in grid["budgets"].items() if k in ("2/class", "8/class", "10%")},
                "4/class": {"data.labels_per_class": 4, "data.labeled_ratio": None},
-               "1/class": {"data.labels_per_class": 1, "data.labeled_ratio": None}},
+               "1/class": {"data.labels_per_class": 1, "data.labeled_ratio": None},
+               # Every method with the arm mirror (round 7: FixMatch's and the control's cells;
+               # APLT's is the `mirror` row at each budget).
+               "2/class mirror": {"data.labels_per_class": 2, "data.labeled_ratio": None,
+                                  **MIRROR}},
       ablations={
           "offline_agree": {"aplt.offline_agree": True},
           "margin_offline_agree": {"aplt.select": "margin", "aplt.offline_agree": True},
@@ -41,6 +48,8 @@ def get_grid():
           "head_proto": {"eval.head": "proto"},
           "head_ensemble": {"eval.head": "ensemble"},
           **_offline_rows.ROWS,
+          # The default (gated) with the arm mirror in every view (round 7).
+          "mirror": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated", **MIRROR},
       },
       ablation_budgets=["2/class", "8/class", "10%", "4/class", "1/class"],
   )

@@ -1,0 +1,1 @@
+"""Analysis scripts behind the README's and docs' diagnostic numbers (`python -m tools.<name>`)."""
