@@ -1,6 +1,6 @@
 """Watch's kept offline labels split by arm: does the window's (class, arm) hold a labeled window?
 
-  python tools/watch_arms.py 'runs/watch_val/2_class/aplt-gated/seed*'
+  python -m tools.watch_arms 'runs/watch_val/2_class/aplt-gated/seed*'
 
 Each watch exercise was recorded on both arms (seglearn's `side`), so a class has two modes
 and two labeled windows per class often leave one (class, arm) pair without a label. For the
@@ -16,7 +16,6 @@ import sys
 import numpy as np
 
 from aplt_jax.data import sequences
-from aplt_jax.data.sequences import readers
 from configs import watch
 
 
