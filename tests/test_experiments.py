@@ -165,3 +165,16 @@ def test_every_shipped_grid_loads_and_its_overrides_name_real_keys(name):
   for cell in all_cells:
     config = experiments.apply_overrides(grid["base"], cell.overrides)
     assert config.method == cell.method.split("-")[0] and config.seed == cell.seed
+
+
+@pytest.mark.parametrize("name", ["watch_val", "watch_val_seeds", "watch_offline", "watch_long",
+                                  "watch_report_large"])
+def test_watch_grids_measured_before_the_mirror_keep_it_off_outside_its_rows(name):
+  """configs/watch.py mirrors every view since round 7; the grids whose tables were measured
+  before it pin it off (`without_mirror`), except in the rows named for it."""
+  from configs import watch as watch_config  # pylint: disable=g-import-not-at-top
+  assert tuple(watch_config.get_config().augment_seq.mirror_sign) == watch_config.MIRROR_SIGN
+  grid = experiments.load_grid(str(SHIPPED_GRIDS / f"{name}.py"))
+  for cell in experiments.cells(grid):
+    sign = tuple(experiments.apply_overrides(grid["base"], cell.overrides).augment_seq.mirror_sign)
+    assert sign == (watch_config.MIRROR_SIGN if "mirror" in cell.name else ()), cell.name

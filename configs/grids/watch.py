@@ -48,3 +48,10 @@ def get_grid():
       ablation_budgets=[],
       class_names=["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"],
   )
+
+
+def without_mirror(grid: dict) -> dict:
+  """`grid` on watch's config as it was before round 7 chose the arm mirror: the grids measured
+  then pin it off, so that their commands reproduce their recorded tables."""
+  grid["base"].augment_seq.mirror_sign = ()
+  return grid

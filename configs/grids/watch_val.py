@@ -16,7 +16,7 @@ MIRROR = {"augment_seq.mirror_sign": watch_config.MIRROR_SIGN}
 
 
 def get_grid():
-  grid = watch.get_grid()
+  grid = watch.without_mirror(watch.get_grid())  # the `mirror` rows add it
   # The default these rows were chosen from: before vouching became the default, so the
   # `aplt` row is the one their paired differences (docs/results) were measured against.
   grid["base"].aplt.vouch_modes = 0
@@ -50,6 +50,12 @@ def get_grid():
           **_offline_rows.ROWS,
           # The default (gated) with the arm mirror in every view (round 7).
           "mirror": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated", **MIRROR},
+          # Round 8: the mirror without vouching (the base here has none).
+          "mirror_no_vouch": MIRROR,
+          # Round 9: the mirror default with the paper figure's objective (E7 back on the head,
+          # offline labels on the prototype branch only).
+          "mirror_e7": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated", **MIRROR,
+                        "aplt.online_weight": 1.0, "aplt.head_weight": 0.0},
       },
       ablation_budgets=["2/class", "8/class", "10%", "4/class", "1/class"],
   )

@@ -8,14 +8,16 @@ watch_val.py's seeds 0-4, too wide to place the default against `supervised_prot
 2 points the target asks for. Seeds 5-14 were first run for the default and its two bars (a
 report: docs/choosing_the_offline_phase.md, "How precisely validation places the default");
 the sixth round's rule then judged its candidate (`vouch6`) at 2/class on seeds 0-14, and the
-seventh its arm mirror (`2/class mirror`, with `watch_val.py` for seeds 0-4).
+seventh its arm mirror (`2/class mirror`, with `watch_val.py` for seeds 0-4), the eighth
+vouching under the mirror (`mirror_no_vouch`), the ninth the paper figure's objective under it
+(`mirror_e7`).
 """
 from configs.grids import watch
 from configs.grids.watch_val import MIRROR
 
 
 def get_grid():
-  grid = watch.get_grid()
+  grid = watch.without_mirror(watch.get_grid())  # the `2/class mirror` budget adds it
   grid.update(
       name="watch_val_seeds",
       methods=["fixmatch", "aplt", "supervised_proto"],
@@ -25,7 +27,11 @@ def get_grid():
       seeds=list(range(5, 15)),
       # Round 6 of docs/choosing_the_offline_phase.md, judged at 2/class on seeds 0-14 (0-4 from
       # watch_val.py's row of the same name); the base here is the default (gated, r = 3).
-      ablations={"vouch6": {"aplt.vouch_modes": 6}},
+      ablations={"vouch6": {"aplt.vouch_modes": 6},
+                 # Round 8: the mirror default without vouching (against `2/class mirror`'s APLT).
+                 "mirror_no_vouch": {"aplt.vouch_modes": 0, **MIRROR},
+                 # Round 9: the mirror default with the paper figure's objective.
+                 "mirror_e7": {**MIRROR, "aplt.online_weight": 1.0, "aplt.head_weight": 0.0}},
       ablation_budgets=["2/class"],
   )
   return grid
