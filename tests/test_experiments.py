@@ -167,8 +167,7 @@ def test_every_shipped_grid_loads_and_its_overrides_name_real_keys(name):
     assert config.method == cell.method.split("-")[0] and config.seed == cell.seed
 
 
-@pytest.mark.parametrize("name", ["watch_val", "watch_val_seeds", "watch_offline", "watch_long",
-                                  "watch_report_large"])
+@pytest.mark.parametrize("name", ["watch_val", "watch_val_seeds", "watch_offline", "watch_long"])
 def test_watch_grids_measured_before_the_mirror_keep_it_off_outside_its_rows(name):
   """configs/watch.py mirrors every view since round 7; the grids whose tables were measured
   before it pin it off (`without_mirror`), except in the rows named for it."""

@@ -1,7 +1,6 @@
 """The watch test table at the larger label budgets, 10% and 50% of the training windows: the
-supervised bar, FixMatch, the labeled-prototype control and APLT with its default of the time,
-5 paired seeds. Report only: no choice is read from it. Measured before round 7 chose the arm
-mirror, which the grid pins off (`without_mirror`) so that the command reproduces the table.
+supervised bar, FixMatch, the labeled-prototype control and APLT with its current default
+(configs/watch.py), 5 paired seeds. Report only: no choice is read from it.
 
   python -m aplt_jax.experiments --grid=configs/grids/watch_report_large.py --out=runs/watch_large
 """
@@ -9,7 +8,7 @@ from configs.grids import watch
 
 
 def get_grid():
-  grid = watch.without_mirror(watch.get_grid())
+  grid = watch.get_grid()
   grid.update(
       name="watch_report_large",
       methods=["supervised", "fixmatch", "supervised_proto", "aplt"],
