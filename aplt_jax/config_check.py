@@ -24,7 +24,8 @@ RESUME_FREE = ("progress", "data.data_dir", "data.manual_dir", "data.read_thread
 # Keys added after runs existed, with the value that reproduces those runs: a saved config.json
 # without the key resumes when the current config holds that value (any other value is a diff).
 ADDED_LATER = {"aplt.assign": "nearest", "aplt.kept_weight": "uniform",
-               "augment_seq.mirror_sign": [], "augment_seq.mirror_joints": []}
+               "augment_seq.mirror_sign": [], "augment_seq.mirror_joints": [],
+               "augment_seq.dataset_mirror": False}
 
 
 def _require(cond: bool, msg: str) -> None:

@@ -103,6 +103,9 @@ def get_config() -> ml_collections.ConfigDict:
   # of the last axis, and for skeletons the left <-> right joint permutation.
   c.augment_seq.mirror_sign = ()
   c.augment_seq.mirror_joints = ()
+  # Both views: the data's own reflection where its reader declares one (watch) and mirror_sign
+  # is empty; other data: no mirror (logged).
+  c.augment_seq.dataset_mirror = False
 
   # ---- Optimisation -----------------------------------------------------------------------
   c.batch_size = 16  # Labeled clips per global step (divisible by the device count).

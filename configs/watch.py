@@ -4,19 +4,15 @@ Data: 6-axis inertial recordings at 50 Hz of 10 subjects doing 7 shoulder exerci
 cut into 4 s windows (200 steps) every 2 s; subjects 8, 9 and 10 are the test set (707 windows),
 subjects 1-7 the training set (1,522 windows), labeled or not. The final model is evaluated (no
 model selection). Backbone: a 4-block TCN on standardised channels; every view of every method
-is the body's left-right reflection with probability 1/2 (`MIRROR_SIGN`).
+is the body's left-right reflection with probability 1/2 (the watch reader's `WATCH_MIRROR_SIGN`;
+pointed at other data, e.g. `--config.data.name=npz`, the views mirror only where that data
+declares a reflection or `augment_seq.mirror_sign` gives one).
 
 `--config=configs/watch.py` trains APLT with 8 labels per class;
 `--config=configs/watch.py:<method>` trains another method on the same setting. The grid is
 `configs/grids/watch.py`.
 """
 from configs import default
-
-# The left-right reflection of a wrist sensor's motion, for `augment_seq.mirror_sign` (channels
-# ax ay az wx wy wz): the axis across the body, ax, changes sign and, angular velocity being a
-# pseudovector, so do the gyro axes perpendicular to it, wy and wz. Each exercise was recorded
-# on both arms; chosen on validation (docs/choosing_the_offline_phase.md, round 7).
-MIRROR_SIGN = (-1, 1, 1, 1, -1, -1)
 
 
 def get_config(method: str = "aplt"):
@@ -26,7 +22,7 @@ def get_config(method: str = "aplt"):
   c.data.num_classes = 7
   c.data.labels_per_class = 8
   c.data.read_threads = 2
-  c.augment_seq.mirror_sign = MIRROR_SIGN  # every view of every method, like video's flip
+  c.augment_seq.dataset_mirror = True  # every view of every method, like video's flip
   c.model.name = "tcn"
   c.model.tcn_width = 64
   c.model.tcn_depth = 4

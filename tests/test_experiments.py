@@ -171,9 +171,13 @@ def test_every_shipped_grid_loads_and_its_overrides_name_real_keys(name):
 def test_watch_grids_measured_before_the_mirror_keep_it_off_outside_its_rows(name):
   """configs/watch.py mirrors every view since round 7; the grids whose tables were measured
   before it pin it off (`without_mirror`), except in the rows named for it."""
+  from aplt_jax.augment import sequence as augment_seq  # pylint: disable=g-import-not-at-top
+  from aplt_jax.data.sequences import readers  # pylint: disable=g-import-not-at-top
   from configs import watch as watch_config  # pylint: disable=g-import-not-at-top
-  assert tuple(watch_config.get_config().augment_seq.mirror_sign) == watch_config.MIRROR_SIGN
+  mirror = readers.WATCH_MIRROR_SIGN
+  views_of = lambda c: augment_seq.SeqAugmentConfig.from_config(c.augment_seq, mirror)
+  assert views_of(watch_config.get_config()).mirror_sign == mirror
   grid = experiments.load_grid(str(SHIPPED_GRIDS / f"{name}.py"))
   for cell in experiments.cells(grid):
-    sign = tuple(experiments.apply_overrides(grid["base"], cell.overrides).augment_seq.mirror_sign)
-    assert sign == (watch_config.MIRROR_SIGN if "mirror" in cell.name else ()), cell.name
+    sign = views_of(experiments.apply_overrides(grid["base"], cell.overrides)).mirror_sign
+    assert sign == (mirror if "mirror" in cell.name else ()), cell.name

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from aplt_jax import augment
 from aplt_jax.augment import sequence as augment_seq
 from aplt_jax import data as data_lib
 from aplt_jax import models
@@ -280,6 +281,7 @@ def test_watch_windows_and_subject_split(tmp_path):
   train_rec, val_rec = set(meta(ds.train, "recording")), set(meta(val, "recording"))
   assert not train_rec & val_rec
   assert ds.train[0]["sequence"].shape == (200, 6)
+  assert ds.view_kwargs == {"dataset_mirror_sign": readers.WATCH_MIRROR_SIGN}
   # Every window is 200 consecutive samples of its recording, every 100 samples.
   raw = np.load(readers.watch_path(), allow_pickle=True).item()
   info = ds.train.builder.info.metadata
@@ -429,6 +431,26 @@ def test_mirror_permutes_skeleton_joints_and_checks_its_config():
     augment_seq.SeqAugmentConfig(mirror_joints=(1, 0))
   with pytest.raises(ConfigError, match="3 signs for sequences whose last axis has 2"):
     _weak(jax.random.key(0), x, cfg=augment_seq.SeqAugmentConfig(mirror_sign=(-1, 1, 1)))
+
+
+def test_dataset_mirror_takes_the_data_s_own_reflection_and_never_another_s(tmp_path, caplog):
+  """configs/watch.py pointed at other data (the way users reuse it) must not apply the wrist
+  sensor's signs to channels they were not written for: an npz declares no reflection."""
+  from configs import watch as watch_config  # pylint: disable=g-import-not-at-top
+  config = watch_config.get_config()
+  of = lambda **kw: augment_seq.SeqAugmentConfig.from_config(
+      {**config.augment_seq.to_dict(), **kw}, readers.WATCH_MIRROR_SIGN).mirror_sign
+  assert of() == readers.WATCH_MIRROR_SIGN
+  assert of(mirror_sign=(1, 1, 1, 1, 1, -1)) == (1, 1, 1, 1, 1, -1)  # an explicit sign wins
+  assert of(dataset_mirror=False) == ()
+  x, y, s = _toy(n=36)  # C = 4 channels, not watch's 6
+  config.data = _data_cfg("npz", _npz(tmp_path / "a.npz", x=x, y=y, subject=s), tmp_path / "tfds",
+                          window=16, stride=8, test_subjects=(6,))
+  ds = data_lib.build(config.data)
+  views = augment.build(ds.modality, config, **ds.view_kwargs)
+  batch = jnp.stack([jnp.asarray(ds.train[i]["sequence"]) for i in range(4)])
+  assert views.weak(jax.random.key(0), batch).shape == (4, 16, C)  # watch's 6 signs: an error
+  assert "declares no left-right reflection" in caplog.text
 
 
 def test_time_warp_is_monotone_with_fixed_ends():

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Callable
 
 import jax
+from absl import logging
 
 from aplt_jax.registry import Registry
 
@@ -56,7 +57,8 @@ def _video(config, frames_per_segment: int = 1) -> Views:
 
 
 @register("sequence")
-def _sequence(config) -> Views:
+def _sequence(config, dataset_mirror_sign=()) -> Views:
+  """Sequence views; `dataset_mirror_sign` is the data's own reflection (`augment_seq.dataset_mirror`)."""
   from aplt_jax.augment import sequence as augment_seq  # pylint: disable=g-import-not-at-top
   from aplt_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from aplt_jax.models import tcn  # pylint: disable=g-import-not-at-top
@@ -64,7 +66,11 @@ def _sequence(config) -> Views:
     raise ConfigError(f"data.name={config.data.name!r} holds sequences, but "
                       f"model.name={config.model.name!r} is a video backbone; set "
                       f"--config.model.name to one of {list(tcn.SEQUENCE_BACKBONES)}.")
-  cfg = augment_seq.SeqAugmentConfig.from_config(config.augment_seq)
+  cfg = augment_seq.SeqAugmentConfig.from_config(config.augment_seq, dataset_mirror_sign)
+  if config.augment_seq.dataset_mirror and not cfg.mirror_sign:
+    logging.warning("augment_seq.dataset_mirror: data.name=%r declares no left-right reflection, "
+                    "so no view is mirrored; give augment_seq.mirror_sign (a sign per channel) "
+                    "for one.", config.data.name)
   return Views(weak=lambda k, x: augment_seq.weak_batch(k, x, cfg),
                strong=lambda k, x: augment_seq.strong_batch(k, x, cfg),
                center=lambda x: augment_seq.center_batch(x, cfg))

@@ -7,7 +7,8 @@ dropout drops axis 1 whole (a channel of `[T, C]`, a joint of `[T, J, D]`).
 
 Weak view (every random parameter drawn once per sequence, applied to all its steps):
   mirror      with probability 1/2, the body's left-right reflection, where the config gives one
-              (`mirror_sign`, `mirror_joints`; off by default): the last axis times per-element
+              (`mirror_sign`, `mirror_joints`; or `dataset_mirror`, the data's own, see
+              `from_config`; off by default): the last axis times per-element
               signs (e.g. a wrist sensor's axis across the body, and the two gyro axes
               perpendicular to it), and, for `[T, J, D]`, the joints permuted left <-> right.
               The sequences' counterpart of the video views' horizontal flip;
@@ -99,13 +100,22 @@ class SeqAugmentConfig:
         raise ConfigError(f"augment_seq.{name} must be in [0, 1), got {getattr(self, name)}")
 
   @classmethod
-  def from_config(cls, cfg: Any) -> "SeqAugmentConfig":
-    """From a ConfigDict (or mapping) holding a subset of the fields; a typo is an error."""
+  def from_config(cls, cfg: Any, dataset_mirror_sign=()) -> "SeqAugmentConfig":
+    """From a ConfigDict (or mapping) holding a subset of the fields; a typo is an error.
+
+    Its key `dataset_mirror` (not a field) takes the data's own reflection, `dataset_mirror_sign`
+    (the reader's: watch declares one, npz and npy_folder none), where `mirror_sign` is empty;
+    an explicit `mirror_sign` wins. So a config written for one dataset never applies its
+    channels' signs to another.
+    """
     names = {f.name for f in dataclasses.fields(cls)}
     given = dict(cfg.items()) if hasattr(cfg, "items") else dict(cfg)
-    unknown = sorted(set(given) - names)
+    unknown = sorted(set(given) - names - {"dataset_mirror"})
     if unknown:
-      raise ConfigError(f"augment_seq: unknown key(s) {unknown}; known: {sorted(names)}")
+      raise ConfigError(f"augment_seq: unknown key(s) {unknown}; known: "
+                        f"{sorted(names | {'dataset_mirror'})}")
+    if given.pop("dataset_mirror", False) and not given.get("mirror_sign"):
+      given["mirror_sign"] = tuple(dataset_mirror_sign)
     return cls(**given)
 
 

@@ -21,7 +21,8 @@ class Dataset:
     num_classes, class_names: the label space.
     modality: 'video' or 'sequence' (picks the augmentation views).
     input_key: the record field holding the clip.
-    view_kwargs: extra arguments of the modality's views (prepared videos: frames_per_segment).
+    view_kwargs: extra arguments of the modality's views (prepared videos: frames_per_segment;
+      sequences: the data's own left-right reflection, dataset_mirror_sign).
     evaluate_extra: optional `(scores [N, C], labels [N]) -> dict`, the dataset's own evaluation
       protocol (MA-52's), added to final.json beside the standard metrics.
     skipped: samples dropped at preparation (corrupt, empty, bad label, ...) as

@@ -53,5 +53,5 @@ def get_grid():
 def without_mirror(grid: dict) -> dict:
   """`grid` on watch's config as it was before round 7 chose the arm mirror: the grids measured
   then pin it off, so that their commands reproduce their recorded tables."""
-  grid["base"].augment_seq.mirror_sign = ()
+  grid["base"].augment_seq.dataset_mirror = False
   return grid

@@ -14,5 +14,5 @@ def get_grid():
   grid["ablations"] = {k: grid["ablations"][k]
                        for k in ("paper_e7", "beta0", "alpha0", "no_vouch")}
   # APLT on watch's config before round 7 (the arm mirror); the baselines gain from it too.
-  grid["ablations"]["no_mirror"] = {"augment_seq.mirror_sign": ()}
+  grid["ablations"]["no_mirror"] = {"augment_seq.dataset_mirror": False}
   return grid

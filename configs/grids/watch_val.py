@@ -9,10 +9,13 @@ adds one mechanism aimed at the first-round drop after warm-up (a round's wrong 
 pulling the model away from what it already predicts); `supervised_proto` is the bar the
 unlabeled terms must clear.
 """
-from configs import watch as watch_config
+from aplt_jax.data.sequences import readers
 from configs.grids import _offline_rows, watch
 
-MIRROR = {"augment_seq.mirror_sign": watch_config.MIRROR_SIGN}
+# The mirror as round 7 measured it (the sign spelled out; the default now takes it from the data).
+MIRROR = {"augment_seq.mirror_sign": readers.WATCH_MIRROR_SIGN}
+# The watch default since round 7 (gated vouching, the mirror), written against this grid's base.
+MIRROR_DEFAULT = {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated", **MIRROR}
 
 
 def get_grid():
@@ -49,13 +52,18 @@ def get_grid():
           "head_ensemble": {"eval.head": "ensemble"},
           **_offline_rows.ROWS,
           # The default (gated) with the arm mirror in every view (round 7).
-          "mirror": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated", **MIRROR},
+          "mirror": MIRROR_DEFAULT,
           # Round 8: the mirror without vouching (the base here has none).
           "mirror_no_vouch": MIRROR,
           # Round 9: the mirror default with the paper figure's objective (E7 back on the head,
           # offline labels on the prototype branch only).
-          "mirror_e7": {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated", **MIRROR,
-                        "aplt.online_weight": 1.0, "aplt.head_weight": 0.0},
+          "mirror_e7": {**MIRROR_DEFAULT, "aplt.online_weight": 1.0, "aplt.head_weight": 0.0},
+          # Round 10: the mirror default with the kept fraction growing to 1 by the last round.
+          "mirror_qgrow": {**MIRROR_DEFAULT, "aplt.threshold_q_final": 1.0},
+          # Round 11: the mirror default with E7 back on, counted where the online label equals
+          # the clip's offline cluster (the kept offline labels still train the head).
+          "mirror_e7_agree": {**MIRROR_DEFAULT, "aplt.online_weight": 1.0,
+                              "aplt.online_agree": True},
       },
       ablation_budgets=["2/class", "8/class", "10%", "4/class", "1/class"],
   )

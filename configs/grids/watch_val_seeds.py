@@ -10,7 +10,8 @@ report: docs/choosing_the_offline_phase.md, "How precisely validation places the
 the sixth round's rule then judged its candidate (`vouch6`) at 2/class on seeds 0-14, and the
 seventh its arm mirror (`2/class mirror`, with `watch_val.py` for seeds 0-4), the eighth
 vouching under the mirror (`mirror_no_vouch`), the ninth the paper figure's objective under it
-(`mirror_e7`).
+(`mirror_e7`), the tenth and eleventh a growing kept fraction (`mirror_qgrow`) and E7 checked by
+the offline cluster (`mirror_e7_agree`).
 """
 from configs.grids import watch
 from configs.grids.watch_val import MIRROR
@@ -31,7 +32,11 @@ def get_grid():
                  # Round 8: the mirror default without vouching (against `2/class mirror`'s APLT).
                  "mirror_no_vouch": {"aplt.vouch_modes": 0, **MIRROR},
                  # Round 9: the mirror default with the paper figure's objective.
-                 "mirror_e7": {**MIRROR, "aplt.online_weight": 1.0, "aplt.head_weight": 0.0}},
+                 "mirror_e7": {**MIRROR, "aplt.online_weight": 1.0, "aplt.head_weight": 0.0},
+                 # Rounds 10 and 11 (watch_val.py's rows of the same names).
+                 "mirror_qgrow": {**MIRROR, "aplt.threshold_q_final": 1.0},
+                 "mirror_e7_agree": {**MIRROR, "aplt.online_weight": 1.0,
+                                     "aplt.online_agree": True}},
       ablation_budgets=["2/class"],
   )
   return grid

@@ -482,6 +482,9 @@ class ReaderDefaults:
     test_subjects: default held-out subjects.
     val_subjects: default validation subjects (carved from the training side).
     default_path: where the source is when data.manual_dir is empty (None: it must be set).
+    mirror_sign: the data's own left-right reflection (`augment_seq.SeqAugmentConfig`), used
+      when `augment_seq.dataset_mirror` is on; () where the reader cannot know the channels'
+      meaning (npz, npy_folder: give `augment_seq.mirror_sign` instead).
   """
   kind: str
   window: int = 0
@@ -489,6 +492,7 @@ class ReaderDefaults:
   test_subjects: tuple[int, ...] = ()
   val_subjects: tuple[int, ...] = ()
   default_path: Callable[[], str] | None = None
+  mirror_sign: tuple[int, ...] = ()
 
 
 # Dataset name -> its reader and defaults. The reader kind `npy-folder` keeps its '-': it is part
@@ -499,7 +503,8 @@ READER_DEFAULTS = {
     "watch": ReaderDefaults("watch", window=readers.WATCH_WINDOW, stride=readers.WATCH_STRIDE,
                             test_subjects=readers.WATCH_TEST_SUBJECTS,
                             val_subjects=readers.WATCH_VAL_SUBJECTS,
-                            default_path=readers.watch_path),
+                            default_path=readers.watch_path,
+                            mirror_sign=readers.WATCH_MIRROR_SIGN),
 }
 
 
@@ -538,4 +543,5 @@ def open_dataset(name: str, data_cfg) -> Dataset:
   label = prepared_copy.info.features["label"]
   return Dataset(name=name, train=train, eval=ev, train_labels=train.labels(),
                  eval_labels=ev.labels(), num_classes=label.num_classes,
-                 class_names=list(label.names), modality="sequence", input_key="sequence")
+                 class_names=list(label.names), modality="sequence", input_key="sequence",
+                 view_kwargs={"dataset_mirror_sign": READER_DEFAULTS[name].mirror_sign})

@@ -34,6 +34,11 @@ WATCH_STRIDE = 2 * WATCH_RATE_HZ
 WATCH_TEST_SUBJECTS = (8, 9, 10)
 WATCH_VAL_SUBJECTS = (7,)  # For choosing defaults and variants; never trained on.
 WATCH_CLASS_NAMES = ("PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW")
+# The left-right reflection of a wrist sensor's motion (channels ax ay az wx wy wz), the signs
+# `augment_seq.dataset_mirror` uses: the axis across the body, ax, changes sign and, angular
+# velocity being a pseudovector, so do the gyro axes perpendicular to it, wy and wz. Each exercise
+# was recorded on both arms; chosen on validation (docs/choosing_the_offline_phase.md, round 7).
+WATCH_MIRROR_SIGN = (-1, 1, 1, 1, -1, -1)
 # SHA-256 of `seglearn/data/watch_dataset.npy` in seglearn 1.2.5 (requirements.txt). The file is a
 # pickle, and unpickling runs code: only a file with exactly these bytes is ever unpickled.
 WATCH_SHA256 = "eb122f23cdf06ef6bd6c6c5312958ec5cf9d038e2e6d457b8081662c75a42537"
