@@ -264,8 +264,9 @@ def plot_per_class(grid, records, path: str, class_names=None) -> None:
       mean = 100 * np.nanmean(np.asarray(accs, float), axis=0)
       x = np.arange(len(mean))
       ax.bar(x + (k - 0.5) * 0.4, mean, width=0.4, color=color, label=m)
-      if class_names is not None:
-        ax.set_xticks(x, class_names[:len(mean)], rotation=30, ha="right", fontsize=8)
+      if class_names is not None and len(class_names) == len(mean):  # else the grid's names
+        # are another dataset's (a grid pointed at other data): the ticks stay class indices
+        ax.set_xticks(x, class_names, rotation=30, ha="right", fontsize=8)
     ax.set(ylabel="accuracy (%)", title=f"{b} labels")
     if ax.get_legend_handles_labels()[0]:  # a budget with no finished run has no bars
       ax.legend(fontsize=8)
