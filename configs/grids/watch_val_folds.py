@@ -1,0 +1,31 @@
+"""The watch default against its bars on other validation subjects: a report, no choice.
+
+  python -m aplt_jax.experiments --grid=configs/grids/watch_val_folds.py \
+      --out=runs/watch_val_folds --eval_split=val
+
+Every watch choice so far was read on one validation subject (7), and twice a lead there did
+not carry to the test subjects (docs/choosing_the_offline_phase.md, rounds 7 and 9). Here
+subject 5 or 6 is the validation split in its place (subject 7 then trains, like subjects 1-6
+less the one held out; the test subjects 8-10 are untouched and unread): does APLT's lead over
+FixMatch and `supervised_proto` on subject 7 hold on other subjects of the training side?
+The `val7` budgets are the usual split, spelled out (the cells of `watch_val.py` with the same
+config were copied in, not rerun: `2/class mirror`'s FixMatch and `supervised_proto`, the
+`mirror` row's APLT at 2 and 8/class; one rerun matched its copy to the digit).
+"""
+from configs.grids import watch
+
+
+def get_grid():
+  grid = watch.get_grid()
+  budgets = {f"{n}/class val{s}": {"data.labels_per_class": n, "data.labeled_ratio": None,
+                                   "data.sequence.val_subjects": (s,)}
+             for n in (2, 8) for s in (5, 6, 7)}
+  grid.update(
+      name="watch_val_folds",
+      methods=["fixmatch", "supervised_proto", "aplt"],
+      budgets=budgets,
+      # Round 12 (docs/choosing_the_offline_phase.md): the first choice judged on all three.
+      ablations={"margin": {"aplt.select": "margin"}},
+      ablation_budgets=list(budgets),
+  )
+  return grid
