@@ -16,6 +16,17 @@ from configs.grids import _offline_rows, watch
 MIRROR = {"augment_seq.mirror_sign": readers.WATCH_MIRROR_SIGN}
 # The watch default since round 7 (gated vouching, the mirror), written against this grid's base.
 MIRROR_DEFAULT = {"aplt.vouch_modes": 3, "aplt.vouch_rule": "gated", **MIRROR}
+# Rounds 9-11, each a change to the mirror default (also rows of watch_val_seeds.py).
+MIRROR_ROUNDS = {
+    # Round 9: the paper figure's objective (E7 back on the head, offline labels on the
+    # prototype branch only).
+    "mirror_e7": {"aplt.online_weight": 1.0, "aplt.head_weight": 0.0},
+    # Round 10: the kept fraction growing to 1 by the last round.
+    "mirror_qgrow": {"aplt.threshold_q_final": 1.0},
+    # Round 11: E7 back on, counted where the online label equals the clip's offline cluster
+    # (the kept offline labels still train the head).
+    "mirror_e7_agree": {"aplt.online_weight": 1.0, "aplt.online_agree": True},
+}
 
 
 def get_grid():
@@ -55,15 +66,7 @@ def get_grid():
           "mirror": MIRROR_DEFAULT,
           # Round 8: the mirror without vouching (the base here has none).
           "mirror_no_vouch": MIRROR,
-          # Round 9: the mirror default with the paper figure's objective (E7 back on the head,
-          # offline labels on the prototype branch only).
-          "mirror_e7": {**MIRROR_DEFAULT, "aplt.online_weight": 1.0, "aplt.head_weight": 0.0},
-          # Round 10: the mirror default with the kept fraction growing to 1 by the last round.
-          "mirror_qgrow": {**MIRROR_DEFAULT, "aplt.threshold_q_final": 1.0},
-          # Round 11: the mirror default with E7 back on, counted where the online label equals
-          # the clip's offline cluster (the kept offline labels still train the head).
-          "mirror_e7_agree": {**MIRROR_DEFAULT, "aplt.online_weight": 1.0,
-                              "aplt.online_agree": True},
+          **{name: {**MIRROR_DEFAULT, **change} for name, change in MIRROR_ROUNDS.items()},
       },
       ablation_budgets=["2/class", "8/class", "10%", "4/class", "1/class"],
   )

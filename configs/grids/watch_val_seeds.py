@@ -14,7 +14,7 @@ vouching under the mirror (`mirror_no_vouch`), the ninth the paper figure's obje
 the offline cluster (`mirror_e7_agree`).
 """
 from configs.grids import watch
-from configs.grids.watch_val import MIRROR
+from configs.grids.watch_val import MIRROR, MIRROR_ROUNDS
 
 
 def get_grid():
@@ -31,12 +31,8 @@ def get_grid():
       ablations={"vouch6": {"aplt.vouch_modes": 6},
                  # Round 8: the mirror default without vouching (against `2/class mirror`'s APLT).
                  "mirror_no_vouch": {"aplt.vouch_modes": 0, **MIRROR},
-                 # Round 9: the mirror default with the paper figure's objective.
-                 "mirror_e7": {**MIRROR, "aplt.online_weight": 1.0, "aplt.head_weight": 0.0},
-                 # Rounds 10 and 11 (watch_val.py's rows of the same names).
-                 "mirror_qgrow": {**MIRROR, "aplt.threshold_q_final": 1.0},
-                 "mirror_e7_agree": {**MIRROR, "aplt.online_weight": 1.0,
-                                     "aplt.online_agree": True}},
+                 # Rounds 9-11 (the base here is the gated default, so the mirror alone).
+                 **{name: {**MIRROR, **change} for name, change in MIRROR_ROUNDS.items()}},
       ablation_budgets=["2/class"],
   )
   return grid
