@@ -36,7 +36,8 @@ def collect(grid: dict, cells, out: str) -> list[dict[str, Any]]:
         "mean_class_acc": final["ema"]["mean_class_acc"], "macro_f1": final["ema"]["macro_f1"],
         "seconds": final["seconds"], "workdir": workdir,
         "eval_split": final.get("eval_split", "test"),
-        "per_class_acc": final["ema"]["per_class_acc"]})
+        "per_class_acc": final["ema"]["per_class_acc"],
+        "by_subject": final["ema"].get("protocol", {}).get("top1_by_subject")})
   return records
 
 
@@ -59,7 +60,8 @@ def reused_records(path: str, grid: dict, cells, records) -> list[dict[str, Any]
     if key in wanted:
       reused.append({**{k: float(r[k]) for k in numbers}, "dataset": r["dataset"],
                      "method": key[0], "budget": key[1], "seed": key[2], "workdir": None,
-                     "eval_split": r.get("eval_split") or "test", "per_class_acc": None})
+                     "eval_split": r.get("eval_split") or "test", "per_class_acc": None,
+                     "by_subject": None})
   return reused
 
 
@@ -138,6 +140,37 @@ def results_markdown(grid: dict, records) -> str:
   total = sum(r["seconds"] for r in records)
   lines += ["", f"Cost: {len(records)} runs, {total / 3600:.2f} h of training in all "
             f"({total / max(len(records), 1) / 60:.1f} min per run on average)."]
+  return "\n".join(lines) + "\n"
+
+
+def by_subject_markdown(grid: dict, records) -> str:
+  """Top-1 on each subject of the evaluated split (sequence data that names its subjects:
+  `top1_by_subject` in final.json), mean ± std over seeds, with APLT's paired difference to each
+  method per subject; '' when no record has it."""
+  have = [r for r in records if r.get("by_subject")]
+  if not have:
+    return ""
+  subjects = sorted({k for r in have for k in r["by_subject"]}, key=lambda k: (len(k), k))
+  names = list(grid["methods"]) + [f"aplt-{a}" for a in grid["ablations"]]
+  methods = [m for m in names if _by(have, method=m)]
+  lines = ["## Top-1 by subject", "",
+           "EMA model, % per subject of the evaluated split (mean ± std over seeds); `aplt − m`: "
+           "APLT minus m, paired by seed.", "",
+           "| method | budget | " + " | ".join(f"subject {k}" for k in subjects) + " |",
+           "|---|---" + "|---" * len(subjects) + "|"]
+  of = {k: [{**r, "top1_ema": r["by_subject"][k]} for r in have if k in r["by_subject"]]
+        for k in subjects}
+  for b in grid["budgets"]:
+    for m in methods:
+      if _by(have, budget=b, method=m):
+        lines.append(f"| {m} | {b} | " + " | ".join(_mean_std(
+            [r["top1_ema"] for r in _by(of[k], budget=b, method=m)], len(grid["seeds"]))
+            for k in subjects) + " |")
+    if _by(have, budget=b, method="aplt"):
+      for m in methods:
+        if m != "aplt" and _by(have, budget=b, method=m):
+          lines.append(f"| aplt − {m} | {b} | " + " | ".join(
+              _diff_cell(_paired(of[k], b, "aplt", m)) for k in subjects) + " |")
   return "\n".join(lines) + "\n"
 
 
@@ -308,8 +341,8 @@ def plot_embedding(grid, records, path: str) -> None:
 
 def write_report(grid: dict, cells, out: str, class_names=None,
                  reuse: str | None = None) -> list[dict]:
-  """Writes results.csv, results.md (with `absorbed_markdown`), pseudo_labels.png,
-  per_class.png, embedding.png. With `reuse` (an earlier results.csv), cells without a run
+  """Writes results.csv, results.md (with `absorbed_markdown`, `by_subject_markdown`),
+  pseudo_labels.png, per_class.png, embedding.png. With `reuse` (an earlier results.csv), cells without a run
   here are read from it for the tables (`reused_records`); the figures use the runs here."""
   records = collect(grid, cells, out)
   reused = reused_records(reuse, grid, cells, records) if reuse else []
@@ -323,9 +356,9 @@ def write_report(grid: dict, cells, out: str, class_names=None,
       f.write(f"\n{len(reused)} of these runs were not rerun: their rows are read from {reuse} "
               f"({', '.join(sorted({r['method'] for r in reused}))}); the section below and the "
               "figures use the runs rerun here.\n")
-    absorbed = absorbed_markdown(grid, records)
-    if absorbed:
-      f.write("\n" + absorbed)
+    for section in (absorbed_markdown(grid, records), by_subject_markdown(grid, records)):
+      if section:
+        f.write("\n" + section)
   if records:
     plot_pseudo_labels(grid, records, os.path.join(out, "pseudo_labels.png"))
     plot_per_class(grid, records, os.path.join(out, "per_class.png"), class_names)

@@ -370,8 +370,9 @@ class Run:
     for tag, use_ema in (("raw", False), ("ema", True)):
       scores, feats = self.predict(state, protos, use_ema)
       final[tag] = evaluate_lib.classification_metrics(scores, labels, self.num_classes)
-      if self.dataset.evaluate_extra is not None:  # e.g. MA-52's protocol
-        final[tag]["protocol"] = self.dataset.evaluate_extra(scores, labels)
+      extra = self.dataset.evaluate_extra(scores, labels) if self.dataset.evaluate_extra else {}
+      if extra:  # e.g. MA-52's protocol, a sequence set's top-1 by subject
+        final[tag]["protocol"] = extra
       if use_ema:
         feats_ema = feats
     if c.eval.write_features:  # every process: the class means may run a sharded embedding

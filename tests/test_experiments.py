@@ -121,6 +121,22 @@ def test_absorbed_clusters_by_hand(tmp_path):
   assert experiment_report.absorbed_markdown({"budgets": {"25%": {}}}, []) == ""
 
 
+def test_top1_by_subject_table_by_hand():
+  """Two seeds, subjects 8 and 10: APLT 0.9/0.7 and 0.8/0.5, FixMatch 0.7/0.6 and 0.9/0.7."""
+  grid = {"methods": ["fixmatch", "aplt"], "budgets": {"2/class": {}}, "seeds": [0, 1],
+          "ablations": {}}
+  rec = lambda m, seed, s8, s10: {"method": m, "budget": "2/class", "seed": seed,
+                                  "by_subject": {"8": s8, "10": s10}}
+  records = [rec("aplt", 0, .9, .7), rec("aplt", 1, .8, .5), rec("fixmatch", 0, .7, .6),
+             rec("fixmatch", 1, .9, .7), {**rec("supervised", 0, 1, 1), "by_subject": None}]
+  md = experiment_report.by_subject_markdown(grid, records)
+  assert "| method | budget | subject 8 | subject 10 |" in md  # numeric order
+  assert "| aplt | 2/class | 85.0 ± 7.1 | 60.0 ± 14.1 |" in md
+  assert "| aplt − fixmatch | 2/class | +5.0 ± 21.2 (1/2 won) | -5.0 ± 21.2 (1/2 won) |" in md
+  assert "supervised" not in md  # no subjects recorded: no row
+  assert experiment_report.by_subject_markdown(grid, records[-1:]) == ""
+
+
 def test_cell_k_runs_on_shard_k_mod_n():
   cells = [experiments.Cell("b", f"m{k}", 0, ()) for k in range(7)]
   shards = [experiments.shard_of(cells, (i, 3)) for i in range(3)]

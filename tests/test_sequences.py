@@ -496,10 +496,29 @@ def test_tiny_end_to_end_run_on_an_npz(tmp_path):
   final = train.train_and_evaluate(c, str(tmp_path / "run"), jax.devices()[:1])
   assert final["dataset"] == "npz" and final["labeled"] == 6
   assert np.asarray(final["ema"]["confusion"]).sum() == 12  # subjects 7, 8: 12 sequences
+  by = final["ema"]["protocol"]["top1_by_subject"]  # 6 sequences each
+  assert set(by) == {"7", "8"} and np.isclose((by["7"] + by["8"]) / 2, final["ema"]["top1"])
   rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   offline = [r for r in rows if r["phase"] == "offline"]
   assert len(offline) == 2 and all(0 < r["offline/kept_frac"] <= 1 for r in offline)
   assert all(np.isfinite(r["train/loss"]) for r in rows if "train/loss" in r)
+
+
+def test_top1_by_subject_scores_each_subject_of_the_split_on_its_own():
+  class Split:  # records in order, as a prepared split serves them
+    def __init__(self, subjects):
+      self.subjects = subjects
+    def __len__(self):
+      return len(self.subjects)
+    def __getitems__(self, idx):
+      return [{"subject": np.int32(self.subjects[i])} for i in idx]
+  labels = np.array([0, 1, 2, 0, 1])
+  scores = np.eye(3)[[0, 1, 0, 2, 1]]  # right, right, wrong, wrong, right
+  evaluate = sequences.top1_by_subject(Split([9, 9, 4, 4, 4]))
+  assert evaluate(scores, labels) == {"top1_by_subject": {"4": 1 / 3, "9": 1.0}}
+  assert sequences.top1_by_subject(Split([-1] * 5))(scores, labels) == {}  # subjects unknown
+  with pytest.raises(ValueError, match="4 evaluated windows, 5"):
+    evaluate(scores[:4], labels[:4])
 
 
 def test_whole_sequences_must_share_one_length_across_splits(tmp_path):

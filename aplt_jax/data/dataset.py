@@ -24,7 +24,8 @@ class Dataset:
     view_kwargs: extra arguments of the modality's views (prepared videos: frames_per_segment;
       sequences: the data's own left-right reflection, dataset_mirror_sign).
     evaluate_extra: optional `(scores [N, C], labels [N]) -> dict`, the dataset's own evaluation
-      protocol (MA-52's), added to final.json beside the standard metrics.
+      protocol (MA-52's; sequences' top-1 by subject), added to final.json beside the standard
+      metrics where not empty.
     skipped: samples dropped at preparation (corrupt, empty, bad label, ...) as
       `{'<split>/<reason>': count}`, or None for a dataset that reports nothing (synthetic). The
       trainer logs them once as `data/skipped_*` and writes them to final.json. Left None by a

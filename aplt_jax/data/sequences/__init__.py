@@ -534,6 +534,30 @@ def params_from_config(name: str, data_cfg) -> tuple[SequenceParams, str]:
       val_fraction=float(data_cfg.val_fraction)), path
 
 
+def top1_by_subject(split) -> Callable[[np.ndarray, np.ndarray], dict]:
+  """The sequences' `evaluate_extra`: top-1 on each subject of `split` (a prepared split whose
+  records carry `subject`), as `{"top1_by_subject": {"<subject>": fraction}}`, or `{}` where the
+  data names no subjects. Subjects are read from the split on first use (at the final
+  evaluation), in record order, i.e. the order of `scores` and `labels`."""
+  cache = []
+
+  def evaluate(scores: np.ndarray, labels: np.ndarray) -> dict:
+    if not cache:
+      n, chunk = len(split), 256
+      cache.append(np.array([int(r["subject"]) for start in range(0, n, chunk)
+                             for r in split.__getitems__(range(start, min(start + chunk, n)))]))
+    subject = cache[0]
+    if len(subject) != len(labels):
+      raise ValueError(f"{len(labels)} evaluated windows, {len(subject)} in {split!r}.")
+    if not len(subject) or (subject < 0).any():
+      return {}
+    right = np.argmax(scores, axis=-1) == labels
+    return {"top1_by_subject": {str(k): float(right[subject == k].mean())
+                                for k in np.unique(subject)}}
+
+  return evaluate
+
+
 def open_dataset(name: str, data_cfg) -> Dataset:
   """Prepares (once) and opens the sequence dataset `name` as a `Dataset`."""
   params, path = params_from_config(name, data_cfg)
@@ -544,4 +568,5 @@ def open_dataset(name: str, data_cfg) -> Dataset:
   return Dataset(name=name, train=train, eval=ev, train_labels=train.labels(),
                  eval_labels=ev.labels(), num_classes=label.num_classes,
                  class_names=list(label.names), modality="sequence", input_key="sequence",
-                 view_kwargs={"dataset_mirror_sign": READER_DEFAULTS[name].mirror_sign})
+                 view_kwargs={"dataset_mirror_sign": READER_DEFAULTS[name].mirror_sign},
+                 evaluate_extra=top1_by_subject(ev))
