@@ -23,6 +23,7 @@ from aplt_jax.data import sequences
 from aplt_jax.data.sequences import readers
 from aplt_jax.errors import ConfigError, DataError
 from configs import default
+from tools import by_subject
 
 N_CLASSES, T, C = 3, 32, 4
 
@@ -485,7 +486,7 @@ def test_tiny_end_to_end_run_on_an_npz(tmp_path):
       "model.name": "tcn", "model.tcn_width": 8, "model.tcn_depth": 2, "model.tcn_kernel": 3,
       "batch_size": 4, "uratio": 2, "total_steps": 6, "warmup_steps": 2, "steps_per_round": 2,
       "aplt.labeled_views": 1, "eval.batch_size": 8, "eval.every_steps": 100, "log_every": 1,
-      "checkpoint_every": 100, "progress": False,
+      "checkpoint_every": 100, "progress": False, "eval.write_features": True,
   }
   for key, value in overrides.items():
     node = c
@@ -498,6 +499,8 @@ def test_tiny_end_to_end_run_on_an_npz(tmp_path):
   assert np.asarray(final["ema"]["confusion"]).sum() == 12  # subjects 7, 8: 12 sequences
   by = final["ema"]["protocol"]["top1_by_subject"]  # 6 sequences each
   assert set(by) == {"7", "8"} and np.isclose((by["7"] + by["8"]) / 2, final["ema"]["top1"])
+  # A run from before final.json stored it: rescored from its test features and EMA head.
+  assert by_subject.rescored(str(tmp_path / "run")) == pytest.approx(by)
   rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   offline = [r for r in rows if r["phase"] == "offline"]
   assert len(offline) == 2 and all(0 < r["offline/kept_frac"] <= 1 for r in offline)
