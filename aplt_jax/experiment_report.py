@@ -146,8 +146,9 @@ def results_markdown(grid: dict, records) -> str:
 def by_subject_markdown(grid: dict, records) -> str:
   """Top-1 on each subject of the evaluated split (sequence data that names its subjects:
   `top1_by_subject` in final.json), mean ± std over seeds, with APLT's paired difference to each
-  method per subject; '' when no record has it."""
-  have = [r for r in records if r.get("by_subject")]
+  method per subject; '' when no run evaluated two subjects or more (one subject's top-1 is the
+  run's)."""
+  have = [r for r in records if len(r.get("by_subject") or ()) > 1]
   if not have:
     return ""
   subjects = sorted({k for r in have for k in r["by_subject"]}, key=lambda k: (len(k), k))
@@ -342,8 +343,9 @@ def plot_embedding(grid, records, path: str) -> None:
 def write_report(grid: dict, cells, out: str, class_names=None,
                  reuse: str | None = None) -> list[dict]:
   """Writes results.csv, results.md (with `absorbed_markdown`, `by_subject_markdown`),
-  pseudo_labels.png, per_class.png, embedding.png. With `reuse` (an earlier results.csv), cells without a run
-  here are read from it for the tables (`reused_records`); the figures use the runs here."""
+  pseudo_labels.png, per_class.png, embedding.png. With `reuse` (an earlier results.csv), cells
+  without a run here are read from it for the tables (`reused_records`); the figures use the
+  runs here."""
   records = collect(grid, cells, out)
   reused = reused_records(reuse, grid, cells, records) if reuse else []
   with open(os.path.join(out, "results.csv"), "w", newline="") as f:

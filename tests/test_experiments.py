@@ -135,6 +135,8 @@ def test_top1_by_subject_table_by_hand():
   assert "| aplt − fixmatch | 2/class | +5.0 ± 21.2 (1/2 won) | -5.0 ± 21.2 (1/2 won) |" in md
   assert "supervised" not in md  # no subjects recorded: no row
   assert experiment_report.by_subject_markdown(grid, records[-1:]) == ""
+  one = [{**r, "by_subject": {"7": .5}} for r in records]  # e.g. one validation subject
+  assert experiment_report.by_subject_markdown(grid, one) == ""
 
 
 def test_cell_k_runs_on_shard_k_mod_n():
