@@ -6,7 +6,7 @@ choice is made from it).
   python -m aplt_jax.experiments --grid=configs/grids/watch_long_default.py \\
       --out=runs/watch_long_default
 
-15 runs, 3-4 min a run alone on 2 CPU cores.
+15 runs, 1.5 h of training (6 min a run with two runs sharing 2 CPU cores).
 """
 from configs.grids import watch
 from configs.grids import watch_long
