@@ -14,8 +14,8 @@ config were copied in, not rerun: `2/class mirror`'s FixMatch and `supervised_pr
 
 Subjects 1-4 complete the training side (every subject but the test ones held out in turn;
 seeds 0-2 were run for them: `--only=val1/,val2/,val3/,val4/` less seeds 3-4), so that APLT's
-lead per held-out subject can be set beside the test subjects' (README, "Which subjects APLT
-gains on"). Round 12's `margin` row was judged on subjects 5-7 only.
+lead per held-out subject can be set beside the test subjects' (docs/choosing_the_offline_phase.md,
+"Which subjects APLT gains on"). Round 12's `margin` row was judged on subjects 5-7 only.
 """
 from configs.grids import watch
 
