@@ -25,7 +25,7 @@ RESUME_FREE = ("progress", "data.data_dir", "data.manual_dir", "data.read_thread
 # without the key resumes when the current config holds that value (any other value is a diff).
 ADDED_LATER = {"aplt.assign": "nearest", "aplt.kept_weight": "uniform",
                "augment_seq.mirror_sign": [], "augment_seq.mirror_joints": [],
-               "augment_seq.dataset_mirror": False}
+               "augment_seq.dataset_mirror": False, "model.proj_dim": 0}
 
 
 def _require(cond: bool, msg: str) -> None:

@@ -79,6 +79,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.tcn_depth = 4  # Residual blocks; block i dilates by 2**i.
   c.model.tcn_kernel = 5  # Temporal kernel size.
   c.model.tcn_stride = 2  # Stride of the stem conv (time downsampling before the blocks).
+  # Any backbone: 0, or the width of a projection head (two layers) whose output the prototype
+  # branch uses (k-means, CosFace, the proto head) while the linear head reads the backbone.
+  c.model.proj_dim = 0
 
   # ---- Augmentation (DESIGN 5) ------------------------------------------------------------
   c.augment = ml_collections.ConfigDict()

@@ -311,6 +311,29 @@ def test_tcn_shapes_and_registry():
     models.build("tcn", 5, tcn_depth=-1)
 
 
+def test_projection_head_feeds_the_prototype_branch_and_leaves_the_linear_head_alone():
+  """model.proj_dim: the returned features become the projection's [B, P]; the backbone and the
+  linear head (its parameters at init and its logits) are those of the model without it."""
+  kw = dict(tcn_width=8, tcn_depth=2, tcn_kernel=3, tcn_stride=2)
+  x = jax.random.normal(jax.random.key(1), (3, 20, 6))
+  plain, proj = models.build("tcn", 5, **kw), models.build("tcn", 5, proj_dim=4, **kw)
+  v0, v1 = (m.init(jax.random.key(0), x, train=False) for m in (plain, proj))
+  assert set(v1["params"]) - set(v0["params"]) == {"proj", "proj_hidden"}
+  for k in v0["params"]:
+    jax.tree.map(np.testing.assert_array_equal, v0["params"][k], v1["params"][k])
+  (l0, f0), (l1, f1) = plain.apply(v0, x, train=False), proj.apply(v1, x, train=False)
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  assert f0.shape == (3, 8) and f1.shape == (3, 4) and (f1 < 0).any()  # not a ReLU cone
+  h = jax.nn.relu(f0 @ v1["params"]["proj_hidden"]["kernel"] + v1["params"]["proj_hidden"]["bias"])
+  np.testing.assert_allclose(f1, h @ v1["params"]["proj"]["kernel"] + v1["params"]["proj"]["bias"],
+                             rtol=1e-5, atol=1e-6)
+  cfg = default.get_config()
+  cfg.model.name, cfg.model.proj_dim = "tcn", 4
+  assert models.kwargs_from_config(cfg.model)["proj_dim"] == 4
+  with pytest.raises(ValueError, match="proj_dim must be >= 0"):
+    models.build("tcn", 5, proj_dim=-1)
+
+
 def test_tcn_dilation_doubles_per_block():
   """The receptive field of the last block at one step: stem +-1, block i +-2 * 2**i."""
   def reach(depth):

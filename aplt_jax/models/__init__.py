@@ -38,8 +38,8 @@ def parse_dtype(dtype: Any) -> Any:
   return jnp.dtype(dtype)
 
 
-def build(name: str, num_classes: int, **kwargs: Any) -> Classifier:
-  """Builds `Classifier(backbone=<name>(**kwargs), num_classes)`.
+def build(name: str, num_classes: int, proj_dim: int = 0, **kwargs: Any) -> Classifier:
+  """Builds `Classifier(backbone=<name>(**kwargs), num_classes, proj_dim)`.
 
   Raises ValueError on an unknown name or an unknown keyword (a config typo), naming the
   accepted ones.
@@ -53,17 +53,19 @@ def build(name: str, num_classes: int, **kwargs: Any) -> Classifier:
                        f"accepted: {sorted(params)}")
   if num_classes < 1:
     raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-  return Classifier(backbone=factory(**kwargs), num_classes=num_classes)
+  if proj_dim < 0:
+    raise ValueError(f"model.proj_dim must be >= 0 (0: no projection head), got {proj_dim}")
+  return Classifier(backbone=factory(**kwargs), num_classes=num_classes, proj_dim=int(proj_dim))
 
 
 def kwargs_from_config(model_cfg) -> dict[str, Any]:
-  """The `model.*` config keys that the chosen backbone's factory accepts.
+  """The `model.*` config keys that the chosen backbone's factory accepts, and `proj_dim`.
 
   `configs/default.py` holds the knobs of every backbone side by side (the config is locked, so
   a mistyped key fails at the command line); each factory takes the ones it names.
   """
   params = inspect.signature(_BACKBONES.get(model_cfg.name)).parameters
-  return {k: v for k, v in model_cfg.items() if k in params}
+  return {k: v for k, v in model_cfg.items() if k in params or k == "proj_dim"}
 
 
 def _tsm_factory(depth: int) -> BackboneFactory:

@@ -15,7 +15,8 @@ config were copied in, not rerun: `2/class mirror`'s FixMatch and `supervised_pr
 Subjects 1-4 complete the training side (every subject but the test ones held out in turn;
 seeds 0-2 were run for them: `--only=val1/,val2/,val3/,val4/` less seeds 3-4), so that APLT's
 lead per held-out subject can be set beside the test subjects' (docs/choosing_the_offline_phase.md,
-"Which subjects APLT gains on"). Round 12's `margin` row was judged on subjects 5-7 only.
+"Which subjects APLT gains on"). Round 12's `margin` row was judged (and run) on subjects 5-7
+only, round 13's `proj` on all seven with seeds 0-2.
 """
 from configs.grids import watch
 
@@ -33,7 +34,9 @@ def get_grid():
       methods=["fixmatch", "supervised_proto", "aplt"],
       budgets=budgets,
       # Round 12 (docs/choosing_the_offline_phase.md): the first choice judged on all three.
-      ablations={"margin": {"aplt.select": "margin"}},
-      ablation_budgets=[b for b in budgets if b[-1] in "567"],
+      # Round 13: a projection head for the prototype branch, judged on all seven subjects
+      # (seeds 0-2). `margin` was run on subjects 5-7 only.
+      ablations={"margin": {"aplt.select": "margin"}, "proj": {"model.proj_dim": 64}},
+      ablation_budgets=list(budgets),
   )
   return grid
