@@ -531,18 +531,17 @@ def test_tiny_end_to_end_run_on_an_npz(tmp_path):
 
 
 def test_top1_by_subject_scores_each_subject_of_the_split_on_its_own():
-  class Split:  # records in order, as a prepared split serves them
+  class Split:  # a prepared split's scalar fields, in record order
     def __init__(self, subjects):
       self.subjects = subjects
-    def __len__(self):
-      return len(self.subjects)
-    def __getitems__(self, idx):
-      return [{"subject": np.int32(self.subjects[i])} for i in idx]
+    def scalar_fields(self, *keys):
+      return {"subject": np.array(self.subjects)} if self.subjects is not None else {}
   labels = np.array([0, 1, 2, 0, 1])
   scores = np.eye(3)[[0, 1, 0, 2, 1]]  # right, right, wrong, wrong, right
   evaluate = sequences.top1_by_subject(Split([9, 9, 4, 4, 4]))
   assert evaluate(scores, labels) == {"top1_by_subject": {"4": 1 / 3, "9": 1.0}}
   assert sequences.top1_by_subject(Split([-1] * 5))(scores, labels) == {}  # subjects unknown
+  assert sequences.top1_by_subject(Split(None))(scores, labels) == {}  # no subject field
   with pytest.raises(ValueError, match="4 evaluated windows, 5"):
     evaluate(scores[:4], labels[:4])
 

@@ -196,6 +196,15 @@ def test_labels_are_cached_beside_the_data(prepared, monkeypatch):
   np.testing.assert_array_equal(fresh.labels(), expected)
 
 
+def test_scalar_fields_reads_the_fields_the_records_carry_in_record_order(prepared):
+  src = prepared_lib.open_split(prepared, "train")
+  fields = src.scalar_fields("index", "label", "no_such_field")
+  assert sorted(fields) == ["index", "label"]  # a field no record carries is left out
+  np.testing.assert_array_equal(fields["index"], np.arange(24))
+  np.testing.assert_array_equal(fields["label"], np.arange(24) % 12)
+  assert fields["index"].dtype == np.int64
+
+
 def test_stale_label_cache_is_recomputed(prepared):
   src = prepared_lib.open_split(prepared, "test")
   np.save(src.labels_path, np.zeros(5, np.int32))  # wrong length

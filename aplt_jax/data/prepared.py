@@ -191,7 +191,7 @@ def reopen(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
 # --------------------------------------------------------------------------------------
 # Reading: one prepared split by index
 
-_LABEL_CHUNK = 256  # records per read while collecting labels
+_READ_CHUNK = 256  # records per read while collecting scalar fields
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -267,6 +267,23 @@ class PreparedSplit:
         self._labels = self._load_or_compute_labels()
       return self._labels
 
+  def scalar_fields(self, *keys: str) -> dict[str, np.ndarray]:
+    """`{key: [N] int64}` for each of `keys` that the records carry, in record order.
+
+    One pass over the split in chunks (ArrayRecord reads a chunk's records in parallel), not
+    cached: `labels()` caches its own. A key missing from any record is left out.
+    """
+    values = {k: np.empty((self._len,), np.int64) for k in keys}
+    for start in range(0, self._len, _READ_CHUNK):
+      positions = list(range(start, min(start + _READ_CHUNK, self._len)))
+      for pos, record in zip(positions, self._data.__getitems__(positions)):
+        for k in list(values):
+          if k in record:
+            values[k][pos] = int(record[k])
+          else:
+            del values[k]
+    return values
+
   def _load_or_compute_labels(self) -> np.ndarray:
     path = self.labels_path
     if os.path.exists(path):
@@ -278,15 +295,15 @@ class PreparedSplit:
                         cached.shape, cached.dtype)
       except (OSError, ValueError) as e:
         logging.warning("Ignoring unreadable label cache %s: %s", path, e)
-    labels = np.empty((self._len,), np.int32)
+    fields = self.scalar_fields("label", "index")
+    labels = fields["label"].astype(np.int32)
     whole_split = re.fullmatch(r"\w+", self.split) is not None  # not a slice like 'train[5:]'
-    for start in range(0, self._len, _LABEL_CHUNK):
-      positions = list(range(start, min(start + _LABEL_CHUNK, self._len)))
-      for pos, record in zip(positions, self._data.__getitems__(positions)):
-        if whole_split and "index" in record and int(record["index"]) != pos:
-          raise DataError(f"{self!r}: record {pos} has index {int(record['index'])}; "
-                          "prepared data must be stored in index order")
-        labels[pos] = int(record["label"])
+    if whole_split and "index" in fields:
+      out_of_order = np.flatnonzero(fields["index"] != np.arange(self._len))
+      if out_of_order.size:
+        pos = out_of_order[0]
+        raise DataError(f"{self!r}: record {pos} has index {fields['index'][pos]}; "
+                        "prepared data must be stored in index order")
     try:
       with files.write_then_rename(path, "wb") as f:
         np.save(f, labels)

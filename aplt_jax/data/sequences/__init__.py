@@ -537,16 +537,16 @@ def params_from_config(name: str, data_cfg) -> tuple[SequenceParams, str]:
 def top1_by_subject(split) -> Callable[[np.ndarray, np.ndarray], dict]:
   """The sequences' `evaluate_extra`: top-1 on each subject of `split` (a prepared split whose
   records carry `subject`), as `{"top1_by_subject": {"<subject>": fraction}}`, or `{}` where the
-  data names no subjects. Subjects are read from the split on first use (at the final
-  evaluation), in record order, i.e. the order of `scores` and `labels`."""
+  data names no subjects. Subjects are read from the split (`scalar_fields`) on first use (at
+  the final evaluation), in record order, i.e. the order of `scores` and `labels`."""
   cache = []
 
   def evaluate(scores: np.ndarray, labels: np.ndarray) -> dict:
     if not cache:
-      n, chunk = len(split), 256
-      cache.append(np.array([int(r["subject"]) for start in range(0, n, chunk)
-                             for r in split.__getitems__(range(start, min(start + chunk, n)))]))
+      cache.append(split.scalar_fields("subject").get("subject"))
     subject = cache[0]
+    if subject is None:  # records without a subject field
+      return {}
     if len(subject) != len(labels):
       raise ValueError(f"{len(labels)} evaluated windows, {len(subject)} in {split!r}.")
     if not len(subject) or (subject < 0).any():
