@@ -523,7 +523,9 @@ def test_tiny_end_to_end_run_on_an_npz(tmp_path):
   by = final["ema"]["protocol"]["top1_by_subject"]  # 6 sequences each
   assert set(by) == {"7", "8"} and np.isclose((by["7"] + by["8"]) / 2, final["ema"]["top1"])
   # A run from before final.json stored it: rescored from its test features and EMA head.
-  assert by_subject.rescored(str(tmp_path / "run")) == pytest.approx(by)
+  assert by_subject.rescored(str(tmp_path / "run"), final["ema"]["top1"]) == pytest.approx(by)
+  with pytest.raises(SystemExit, match="differs"):
+    by_subject.rescored(str(tmp_path / "run"), final["ema"]["top1"] + 0.1)
   rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   offline = [r for r in rows if r["phase"] == "offline"]
   assert len(offline) == 2 and all(0 < r["offline/kept_frac"] <= 1 for r in offline)

@@ -25,8 +25,9 @@ from aplt_jax.data import sequences
 _evaluators = {}
 
 
-def rescored(workdir: str) -> dict:
-  """{subject: top-1} of an older run, from its features and its checkpoint's EMA head."""
+def rescored(workdir: str, top1: float) -> dict:
+  """{subject: top-1} of an older run, from its features and its checkpoint's EMA head; `top1`
+  is its final.json EMA top-1, which the rescored scores must reproduce."""
   config = predict.read_config(workdir)
   if config.eval.head != "linear":
     raise SystemExit(f"{workdir}: eval.head={config.eval.head!r}; only the linear head is rescored")
@@ -37,8 +38,6 @@ def rescored(workdir: str) -> dict:
   state, _ = predict._restore(workdir)  # pylint: disable=protected-access
   head = state["ema_params"]["head"]
   scores = z["features"] @ np.asarray(head["kernel"]) + np.asarray(head["bias"])
-  with open(os.path.join(workdir, "final.json")) as f:
-    top1 = json.load(f)["ema"]["top1"]
   if not np.isclose((scores.argmax(1) == z["labels"]).mean(), top1):
     raise SystemExit(f"{workdir}: rescored top-1 differs from final.json's {top1}")
   return _evaluators[key](scores, z["labels"]).get("top1_by_subject")
@@ -62,7 +61,7 @@ def main() -> None:
     pooled["ablations"].update(grid["ablations"])
   for r in records:
     if not r["by_subject"]:
-      r["by_subject"] = rescored(r["workdir"])
+      r["by_subject"] = rescored(r["workdir"], r["top1_ema"])
   print(experiment_report.by_subject_markdown(pooled, records) or "no subjects in these runs")
 
 

@@ -16,7 +16,8 @@ Subjects 1-4 complete the training side (every subject but the test ones held ou
 seeds 0-2 were run for them: `--only=val1/,val2/,val3/,val4/` less seeds 3-4), so that APLT's
 lead per held-out subject can be set beside the test subjects' (docs/choosing_the_offline_phase.md,
 "Which subjects APLT gains on"). Round 12's `margin` row was judged (and run) on subjects 5-7
-only, round 13's `proj` on all seven with seeds 0-2.
+only, round 13's `proj` on all seven with seeds 0-2, round 14's `spread` on all seven with
+seeds 0-4 (subjects 1-4's seeds 3-4 then run for the three bars too).
 """
 from configs.grids import watch
 
@@ -35,8 +36,10 @@ def get_grid():
       budgets=budgets,
       # Round 12 (docs/choosing_the_offline_phase.md): the first choice judged on all three.
       # Round 13: a projection head for the prototype branch, judged on all seven subjects
-      # (seeds 0-2). `margin` was run on subjects 5-7 only.
-      ablations={"margin": {"aplt.select": "margin"}, "proj": {"model.proj_dim": 64}},
+      # (seeds 0-2). `margin` was run on subjects 5-7 only. Round 14: each class's kept
+      # threshold from its labeled rows' spread, judged on all seven subjects (seeds 0-4).
+      ablations={"margin": {"aplt.select": "margin"}, "proj": {"model.proj_dim": 64},
+                 "spread": {"aplt.threshold": "labeled_spread"}},
       ablation_budgets=list(budgets),
   )
   return grid
