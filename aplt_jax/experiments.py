@@ -9,9 +9,10 @@ finished cells (a `final.json`) are skipped, an interrupted one resumes from its
 rerunning the command continues the grid. At the end (and with `--report_only`) it writes
 `results.csv`, `results.md` and the figures (`aplt_jax/experiment_report.py`).
 
-Over machines: `--shard=i/n` runs cell k of the grid when k mod n = i, so n runners (one per
-machine, all with the same `--out` on a shared disk) split it without touching each other's
-workdirs; once all have finished, `--report_only` writes the tables from every shard's runs.
+Over machines: `--shard=i/n` runs the k-th selected cell (of the grid, or of the cells `--only`
+names) when k mod n = i, so n runners (one per machine, all with the same `--out` on a shared
+disk and the same `--only`) split it evenly without touching each other's workdirs; once all
+have finished, `--report_only` writes the tables from every shard's runs.
 
 For a given seed every method gets the same labeled subset and the same initial parameters
 (both derive from `config.seed`), so each seed is one paired comparison.
@@ -44,8 +45,9 @@ flags.DEFINE_enum("eval_split", None, ["val", "test"],
 flags.DEFINE_string("reuse", None, "An earlier results.csv of this grid: cells with no finished "
                     "run under --out are read from it for the tables (e.g. baselines that a "
                     "change of APLT's defaults does not touch; rerun those it does).")
-flags.DEFINE_string("shard", "0/1", "i/n: run only cells k with k mod n = i (n machines, one "
-                    "shared --out; then --report_only once all are done).")
+flags.DEFINE_string("shard", "0/1", "i/n: run the k-th selected cell (--only) when k mod n = i "
+                    "(n machines, one shared --out and the same --only; then --report_only "
+                    "once all are done).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,10 +136,15 @@ flags.register_validator("shard", _is_shard, message=(
     "sharing --out."))
 
 
-def shard_of(all_cells: list[Cell], shard: tuple[int, int]) -> list[Cell]:
-  """Cell k of the grid belongs to shard k mod n."""
+def select_cells(all_cells: list[Cell], only: list[str] | None,
+                 shard: tuple[int, int] = (0, 1)) -> list[Cell]:
+  """This runner's cells: of those whose name contains one of `only` (all where it is empty),
+  the k-th belongs to shard k mod n. Sharding what `--only` selects (not the whole grid) keeps
+  the shards even: with two ablations, e.g., every cell of one of them could fall on one shard
+  of the whole grid."""
   i, n = shard
-  return [c for k, c in enumerate(all_cells) if k % n == i]
+  chosen = [c for c in all_cells if not only or any(s in c.name for s in only)]
+  return [c for k, c in enumerate(chosen) if k % n == i]
 
 
 def _final(out: str, cell: Cell) -> dict | None:
@@ -190,7 +197,7 @@ def run_grid(grid: dict, out: str, only: list[str] | None = None,
   `eval_split` ('val' / 'test') overrides every cell's `data.eval_split`."""
   from aplt_jax import train  # pylint: disable=g-import-not-at-top
   all_cells = cells(grid)
-  todo = [c for c in shard_of(all_cells, shard) if not only or any(s in c.name for s in only)]
+  todo = select_cells(all_cells, only, shard)
   # Every cell's config before the first run: a mistyped override key fails now, not hours in.
   configs = [apply_overrides(grid["base"], c.overrides + (
       (("data.eval_split", eval_split),) if eval_split else ())) for c in todo]

@@ -29,7 +29,7 @@ def test_tiny_grid_on_two_shards_writes_tables_figures_and_hparams(tmp_path, dat
   assert [c.name for c in cells] == ["25pct/fixmatch/seed0", "25pct/aplt/seed0",
                                      "25pct/aplt-sync/seed0"]
   out = tmp_path / "out"
-  # Two machines on one --out: shard 0 has cells 0 and 2 (2 filtered out), shard 1 cell 1.
+  # Two machines on one --out: of the cells --only selects (0 and 1), shard 0 runs 0, shard 1 1.
   assert experiments.run_grid(grid, str(out), only=["fixmatch", "aplt/"], shard=(0, 2)) == []
   assert (out / "25pct/fixmatch/seed0/final.json").exists()
   assert not (out / "25pct/aplt/seed0").exists()
@@ -139,11 +139,14 @@ def test_top1_by_subject_table_by_hand():
   assert experiment_report.by_subject_markdown(grid, one) == ""
 
 
-def test_cell_k_runs_on_shard_k_mod_n():
+def test_the_kth_selected_cell_runs_on_shard_k_mod_n():
   cells = [experiments.Cell("b", f"m{k}", 0, ()) for k in range(7)]
-  shards = [experiments.shard_of(cells, (i, 3)) for i in range(3)]
+  shards = [experiments.select_cells(cells, [], (i, 3)) for i in range(3)]
   assert [[c.method for c in s] for s in shards] == [
       ["m0", "m3", "m6"], ["m1", "m4"], ["m2", "m5"]]
+  # --only's cells are split evenly (by grid position all three would be shard 1's of 2).
+  shards = [experiments.select_cells(cells, ["m1/", "m3/", "m5/"], (i, 2)) for i in range(2)]
+  assert [[c.method for c in s] for s in shards] == [["m1", "m5"], ["m3"]]
   assert experiments.parse_shard("1/3") == (1, 3)
   for bad in ("3/3", "-1/2", "1", "a/b", "0/0"):
     with pytest.raises(ValueError, match="expected i/n"):
