@@ -13,7 +13,7 @@ config were copied in, not rerun: `2/class mirror`'s FixMatch and `supervised_pr
 `mirror` row's APLT at 2 and 8/class; one rerun matched its copy to the digit).
 
 Subjects 1-4 complete the training side (every subject but the test ones held out in turn;
-seeds 0-2 were run for them: `--only=val1/,val2/,val3/,val4/` less seeds 3-4), so that APLT's
+`--only=val1/,val2/,val3/,val4/`, seeds 0-2 first and 3-4 later), so that APLT's
 lead per held-out subject can be set beside the test subjects' (docs/choosing_the_offline_phase.md,
 "Which subjects APLT gains on"). Round 12's `margin` row was judged (and run) on subjects 5-7
 only, round 13's `proj` on all seven with seeds 0-2, round 14's `spread` on all seven with
