@@ -33,7 +33,7 @@ demo: $(VENV)/.installed
 
 # Everything but the live torch comparison (tests/test_pretrained_torch.py skips without torch).
 test: $(VENV)/.installed
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist worksteal
 
 # The Flax ResNet against torchvision itself, and the stored golden logits against today's torch.
 test-torch: $(VENV)/.installed-torch

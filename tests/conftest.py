@@ -24,6 +24,13 @@ jax.config.update("jax_compilation_cache_dir", str(ROOT / ".jax_cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def pytest_collection_modifyitems(items):
+  """Slow tests first (the order is otherwise kept): under `make test`'s `-n 2 --dist worksteal`
+  the longest then start early and the other worker takes the short ones, instead of one
+  worker finishing a long test alone at the end."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
   """`../shared/data` (real MA-52 fixtures); skips where a clone has none."""
