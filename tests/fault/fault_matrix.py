@@ -9,8 +9,8 @@ batch statistics, optimizer and method state, prototypes) must equal an uninterr
 
 Every run is a fresh process pinned to one device and single-threaded Eigen (XLA:CPU numerics
 depend on both), sharing one persistent compilation cache, so only the first run compiles.
-`check_matrix` is called by test_kill_resume_<method>.py, one file per method so that
-`make test` (`-n 2`) runs them on two workers.
+`check_matrix` is called by test_kill_resume_<method>.py, one test per method, so that
+`make test` (`-n 2`, slow tests first) starts them side by side on its two workers.
 """
 from __future__ import annotations
 
