@@ -18,6 +18,14 @@ lead per held-out subject can be set beside the test subjects' (docs/choosing_th
 "Which subjects APLT gains on"). Round 12's `margin` row was judged (and run) on subjects 5-7
 only, round 13's `proj` on all seven with seeds 0-2, round 14's `spread` on all seven with
 seeds 0-4 (subjects 1-4's seeds 3-4 then run for the three bars too).
+
+Round 15 asks whether the 500-step schedule is too short for any method: the `... 1000 steps`
+budgets train every method for 1,000 steps (100 warm-up + 5 rounds of 180, the same five offline
+rounds, each 2.25 times longer), 2/class, seeds 0-2 (`--only=1000_steps/fixmatch/seed0,...`):
+no method was better for it (docs/choosing_the_offline_phase.md, "Round 15"). Rows `beta0` and
+`gamma0` (2/class, seeds 0-2) attribute APLT's lead over `supervised_proto` to its two
+pseudo-label terms on validation (a report; the record's "Attribution on seven validation
+subjects").
 """
 from configs.grids import watch
 
@@ -30,16 +38,23 @@ def get_grid():
   budgets = {f"{n}/class val{s}": {"data.labels_per_class": n, "data.labeled_ratio": None,
                                    "data.sequence.val_subjects": (s,)}
              for n in (2, 8) for s in SUBJECTS}
+  longer = {f"2/class val{s} 1000 steps": {**budgets[f"2/class val{s}"], "total_steps": 1000,
+                                           "steps_per_round": 180}
+            for s in SUBJECTS}
   grid.update(
       name="watch_val_folds",
       methods=["fixmatch", "supervised_proto", "aplt"],
-      budgets=budgets,
+      budgets={**budgets, **longer},
       # Round 12 (docs/choosing_the_offline_phase.md): the first choice judged on all three.
       # Round 13: a projection head for the prototype branch, judged on all seven subjects
       # (seeds 0-2). `margin` was run on subjects 5-7 only. Round 14: each class's kept
       # threshold from its labeled rows' spread, judged on all seven subjects (seeds 0-4).
+      # Round 15's schedule is not an APLT ablation: every method runs it (`longer`).
       ablations={"margin": {"aplt.select": "margin"}, "proj": {"model.proj_dim": 64},
-                 "spread": {"aplt.threshold": "labeled_spread"}},
+                 "spread": {"aplt.threshold": "labeled_spread"},
+                 # Attribution on validation (a report, 2/class, seeds 0-2): the kept labels
+                 # without E8 (beta0) or without the head term (gamma0).
+                 "beta0": {"aplt.beta": 0.0}, "gamma0": {"aplt.head_weight": 0.0}},
       ablation_budgets=list(budgets),
   )
   return grid
