@@ -10,6 +10,7 @@ import pytest
 from aplt_jax import experiment_report
 from aplt_jax import experiments
 from test_metric_writer import read_events
+from tools import by_head
 
 GRID = '''
 from tiny import tiny_config
@@ -62,6 +63,11 @@ def test_tiny_grid_on_two_shards_writes_tables_figures_and_hparams(tmp_path, dat
   top1 = {v.tag: v.simple_value for e in events for v in e.summary.value
           if v.HasField("simple_value")}["hparams/top1_ema"]
   assert top1 == pytest.approx(final["ema"]["top1"], abs=1e-6)
+  # tools/by_head reads every eval head from the finished run (its linear top-1 is checked
+  # against final.json inside); FixMatch has no prototypes to read.
+  heads = by_head.score_run(str(out / "25pct/aplt/seed0"), final["ema"]["top1"])
+  assert set(heads) == set(by_head.HEADS)
+  assert by_head.score_run(str(out / "25pct/fixmatch/seed0"), 0.0) is None
   # Finished cells are skipped: a rerun trains nothing and changes no result.
   before = (out / "25pct/aplt/seed0/final.json").read_text()
   assert experiments.run_grid(grid, str(out), only=["aplt/"]) == []
