@@ -13,9 +13,10 @@ def test_heads_by_hand():
   # Linear: all three wrong. Proto: all right. Ensemble at s = 16: the sharp prototype softmax
   # outvotes the linear one (row 0: [.27, .73] and [1, 0] -> [.63, .37]); at s = 0.5 it does not
   # (row 0: [.27, .73] and [.62, .38] -> [.45, .55]; row 2: [.12, .88] and [.58, .42]).
-  sharp = by_head.head_top1(FEATURES, LABELS, KERNEL, BIAS, CENTERS, 16.0)
+  linear = FEATURES @ KERNEL + BIAS
+  sharp = by_head.head_top1(linear, FEATURES, LABELS, CENTERS, 16.0)
   assert sharp == {"linear": 0.0, "proto": 1.0, "ensemble": 1.0}
-  soft = by_head.head_top1(FEATURES, LABELS, KERNEL, BIAS, CENTERS, 0.5)
+  soft = by_head.head_top1(linear, FEATURES, LABELS, CENTERS, 0.5)
   assert soft == {"linear": 0.0, "proto": 1.0, "ensemble": 0.0}
 
 

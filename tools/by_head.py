@@ -4,43 +4,38 @@
 
 `eval.head` changes nothing in training, so one run answers for all three heads: its saved
 evaluation-split features (`features_test.npz`, EMA model, `eval.write_features`), the EMA linear
-head of its newest checkpoint, and the prototypes saved beside the features. `linear` is h(f),
-`proto` the nearest prototype by cosine, `ensemble` the mean of the two softmaxes (prototype
-logits s·cos), as `steps.make_eval_step` scores them. Each run's linear top-1 must equal its
-final.json's, or the tool stops. Prints, per method and budget, each head's top-1 and its paired
+head of its newest checkpoint (`by_subject.linear_scores`, which stops unless they reproduce the
+run's final.json top-1), and the prototypes saved beside the features. `linear` is h(f), `proto`
+the nearest prototype by cosine, `ensemble` the mean of the two softmaxes (prototype logits s·cos,
+`losses.prototype_logits`), as `steps.make_eval_step` scores them. Prints, per method and budget, each head's top-1 and its paired
 difference from linear (mean ± sd, seeds won), pooling budgets that differ only in a trailing
 ` val<k>` (the validation subject of `watch_val_folds.py`). A report tool: it reads the split each
 run was evaluated on, and chooses nothing.
 """
 import argparse
-import os
 import re
 
 from absl import logging
+import jax
 import numpy as np
 
 from aplt_jax import experiment_report
 from aplt_jax import experiments
+from aplt_jax import losses
 from aplt_jax import predict
 from aplt_jax import ssl
+from tools import by_subject
 
 HEADS = ("linear", "proto", "ensemble")
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-  e = np.exp(x - x.max(1, keepdims=True))
-  return e / e.sum(1, keepdims=True)
-
-
-def head_top1(features, labels, kernel, bias, centers, scale: float) -> dict[str, float]:
-  """{head: top-1} of features [N, d] with labels [N], linear head (kernel [d, C], bias [C]) and
-  unit-norm prototypes centers [C, d]."""
-  linear = features @ kernel + bias
-  unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-  proto = scale * unit @ centers.T
+def head_top1(linear, features, labels, centers, scale: float) -> dict[str, float]:
+  """{head: top-1} from the linear head's scores [N, C], the features [N, d] they came from,
+  labels [N] and unit-norm prototypes centers [C, d]."""
+  proto = np.asarray(losses.prototype_logits(features, centers, scale))
   scores = {"linear": linear, "proto": proto,
-            "ensemble": 0.5 * _softmax(linear) + 0.5 * _softmax(proto)}
-  return {h: float((s.argmax(1) == labels).mean()) for h, s in scores.items()}
+            "ensemble": 0.5 * jax.nn.softmax(linear) + 0.5 * jax.nn.softmax(proto)}
+  return {h: float((np.asarray(s).argmax(1) == labels).mean()) for h, s in scores.items()}
 
 
 def score_run(workdir: str, top1: float) -> dict[str, float] | None:
@@ -50,17 +45,8 @@ def score_run(workdir: str, top1: float) -> dict[str, float] | None:
     return None
   if config.aplt.center or config.model.get("proj_dim", 0):
     raise SystemExit(f"{workdir}: aplt.center / model.proj_dim runs are not rescored here")
-  path = os.path.join(workdir, "features_test.npz")
-  if not os.path.isfile(path):
-    raise SystemExit(f"{path} is missing: the run needs eval.write_features=True")
-  z = np.load(path)
-  state, _ = predict._restore(workdir)  # pylint: disable=protected-access
-  head = state["ema_params"]["head"]
-  out = head_top1(z["features"].astype(np.float64), z["labels"], np.asarray(head["kernel"]),
-                  np.asarray(head["bias"]), z["prototypes"].astype(np.float64), config.aplt.scale)
-  if not np.isclose(out["linear"], top1):
-    raise SystemExit(f"{workdir}: linear top-1 {out['linear']} differs from final.json's {top1}")
-  return out
+  linear, z = by_subject.linear_scores(workdir, top1)
+  return head_top1(linear, z["features"], z["labels"], z["prototypes"], config.aplt.scale)
 
 
 def pooled_markdown(records: list[dict]) -> str:

@@ -34,13 +34,24 @@ def rescored(workdir: str, top1: float) -> dict:
   key = json.dumps(config.data.to_dict(), sort_keys=True, default=str)
   if key not in _evaluators:
     _evaluators[key] = sequences.top1_by_subject(data_lib.build(config.data).eval)
-  z = np.load(os.path.join(workdir, "features_test.npz"))
+  scores, z = linear_scores(workdir, top1)
+  return _evaluators[key](scores, z["labels"]).get("top1_by_subject")
+
+
+def linear_scores(workdir: str, top1: float):
+  """(scores [N, C], the saved features' npz) of a finished run: its evaluation features
+  (`features_test.npz`) through the EMA linear head of its newest checkpoint, whose top-1 must
+  reproduce final.json's `top1`."""
+  path = os.path.join(workdir, "features_test.npz")
+  if not os.path.isfile(path):
+    raise SystemExit(f"{path} is missing: the run needs eval.write_features=True")
+  z = np.load(path)
   state, _ = predict._restore(workdir)  # pylint: disable=protected-access
   head = state["ema_params"]["head"]
   scores = z["features"] @ np.asarray(head["kernel"]) + np.asarray(head["bias"])
   if not np.isclose((scores.argmax(1) == z["labels"]).mean(), top1):
     raise SystemExit(f"{workdir}: rescored top-1 differs from final.json's {top1}")
-  return _evaluators[key](scores, z["labels"]).get("top1_by_subject")
+  return scores, z
 
 
 def main() -> None:
